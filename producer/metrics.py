@@ -1,0 +1,65 @@
+"""Counters of what the producer did, read by the health endpoint and the shutdown summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ExchangeCounters:
+    received: int = 0  # live trade frames normalized
+    duplicates: int = 0  # trades already published (reconnect overlap, backfill overlap)
+    backfilled: int = 0  # trades recovered from REST and published
+    gaps_detected: int = 0  # trade-id gaps seen (each may span many ids)
+    gap_ids_unrecoverable: int = 0  # ids the exchange's REST no longer serves
+    reconnects: int = 0
+    rotations: int = 0  # planned reconnects before the exchange's connection limit
+    stale_reconnects: int = 0  # connected but silent past the watchdog limit
+    rest_requests: int = 0
+    rest_rate_limited: int = 0  # 429/418 answers honoured with Retry-After
+    rejected: Counter[str] = field(default_factory=Counter)  # malformed frames by reason
+    skipped: Counter[str] = field(default_factory=Counter)  # well-formed, not published
+    last_trade_lag_ms: float | None = None  # ingestion time - trade time of the latest trade
+    connected: bool = False
+
+
+@dataclass
+class ProducerCounters:
+    exchanges: dict[str, ExchangeCounters] = field(default_factory=dict)
+    enqueued: int = 0  # accepted into the publish queue
+    published: int = 0  # acknowledged by Kinesis
+    failed: int = 0  # given up after the retry budget (spilled and logged, never silent)
+    retried_entries: int = 0  # entries a PutRecords response reported failed, then resent
+    put_records_calls: int = 0
+    queue_depth: int = 0
+
+    def exchange(self, name: str) -> ExchangeCounters:
+        return self.exchanges.setdefault(name, ExchangeCounters())
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able view; totals first, then per exchange."""
+        per_exchange = {
+            name: {
+                **{k: v for k, v in vars(c).items() if k not in ("rejected", "skipped")},
+                "rejected": dict(c.rejected),
+                "skipped": dict(c.skipped),
+            }
+            for name, c in self.exchanges.items()
+        }
+        total = {
+            key: sum(int(getattr(c, key)) for c in self.exchanges.values())
+            for key in ("received", "duplicates", "backfilled", "gaps_detected", "reconnects")
+        }
+        return {
+            **total,
+            "rejected": sum(sum(c.rejected.values()) for c in self.exchanges.values()),
+            "enqueued": self.enqueued,
+            "published": self.published,
+            "failed": self.failed,
+            "retried_entries": self.retried_entries,
+            "put_records_calls": self.put_records_calls,
+            "queue_depth": self.queue_depth,
+            "exchanges": per_exchange,
+        }
