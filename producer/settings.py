@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -33,7 +34,9 @@ class ProducerSettings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
 
     exchanges: Annotated[tuple[str, ...], NoDecode] = EXCHANGES
-    symbols: dict[str, dict[str, str]] = Field(default_factory=lambda: dict(DEFAULT_SYMBOLS))
+    symbols: Annotated[dict[str, dict[str, str]], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_SYMBOLS)
+    )
 
     binance_ws_url: str = Binance.ws_url
     binance_rest_url: str = Binance.rest_url
@@ -84,6 +87,19 @@ class ProducerSettings(BaseSettings):
             raise ValueError(f"unknown exchange(s) {unknown}; known: {list(EXCHANGES)}")
         if not value:
             raise ValueError("at least one exchange is required")
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    'must be JSON like {"BTC-USDT": {"binance": "BTCUSDT", "coinbase": "BTC-USD"}}'
+                    f" ({exc})"
+                ) from None
         return value
 
     @field_validator("symbols")

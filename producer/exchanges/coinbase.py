@@ -36,7 +36,14 @@ from producer.exchanges.base import (
     positive_decimal,
 )
 
-_TAKER_SIDE = {"buy": "sell", "sell": "buy"}  # maker side -> taker side
+
+def _taker_side(maker_side: Any) -> str | None:
+    """Coinbase reports the maker's side; the taker is on the other one."""
+    if maker_side == "buy":
+        return "sell"
+    if maker_side == "sell":
+        return "buy"
+    return None
 
 
 def _valid_time(text: Any) -> TypeGuard[str]:
@@ -110,7 +117,7 @@ class Coinbase(Exchange):
             return Rejected("missing_symbol", frame_text(frame))
         if type(trade_id) is not int or trade_id < 0:
             return Rejected("bad_trade_id", frame_text(frame))
-        taker = _TAKER_SIDE.get(message.get("side"))  # type: ignore[arg-type]
+        taker = _taker_side(message.get("side"))
         if taker is None:
             return Rejected("bad_side", frame_text(frame))
         time = message.get("time")
@@ -154,7 +161,7 @@ class Coinbase(Exchange):
         for row in rows:
             price, quantity = positive_decimal(row.get("price")), positive_decimal(row.get("size"))
             trade_id, time = row.get("trade_id"), row.get("time")
-            taker = _TAKER_SIDE.get(row.get("side"))
+            taker = _taker_side(row.get("side"))
             if (
                 price is None
                 or quantity is None

@@ -1,0 +1,354 @@
+"""The exchange parsers on real recorded frames, hand-built edge cases and fuzzed input."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producer.events import TradeEvent
+from producer.exchanges import Binance, Coinbase
+from producer.exchanges.base import (
+    Control,
+    ExchangeErrorFrame,
+    Heartbeat,
+    Rejected,
+    ServerShutdown,
+    Skipped,
+)
+from producer.symbols import SymbolMap, split_binance_symbol
+from tests.producer.frames import (
+    FIXTURE_SYMBOLS,
+    binance_trade,
+    coinbase_match,
+    fixture_frames,
+    fixture_lines,
+)
+
+NOW = "2026-11-22T00:00:00.000000Z"
+DEFAULT_MAP = SymbolMap({"BTC-USDT": {"binance": "BTCUSDT", "coinbase": "BTC-USD"}})
+
+
+def test_binance_2019_frames_normalize_exactly() -> None:
+    binance = Binance(FIXTURE_SYMBOLS)
+    first, second = (
+        binance.parse(line, NOW) for line in fixture_lines("binance_trade_combined_2019.jsonl")
+    )
+    assert isinstance(first, TradeEvent)
+    assert first.to_dict() == {
+        "event_id": "binance:BNB-BTC:40756030",
+        "exchange": "binance",
+        "symbol": "BNB-BTC",
+        "price": 0.0042699,
+        "quantity": 33.82,
+        "quote_volume": pytest.approx(0.0042699 * 33.82),
+        "side": "buy",  # m=false: the buyer was the taker
+        "timestamp": "2019-04-01T00:00:00.940Z",  # T, not E (…945)
+        "ingestion_timestamp": NOW,
+    }
+    assert isinstance(second, TradeEvent)
+    assert (second.event_id, second.side, second.timestamp) == (
+        "binance:BNB-BTC:60276726",
+        "sell",  # m=true: the buyer was the maker, so the taker sold
+        "2019-09-01T00:00:01.034Z",
+    )
+
+
+def test_binance_2021_frame_and_current_shape_give_the_same_event() -> None:
+    binance = Binance(FIXTURE_SYMBOLS)
+    (line,) = fixture_lines("binance_trade_combined_2021.jsonl")
+    old = binance.parse(line, NOW)
+    frame = json.loads(line)
+    del frame["data"]["b"], frame["data"]["a"]  # the format since 2024-06-18
+    current = binance.parse(json.dumps(frame), NOW)
+    assert old == current
+    assert isinstance(current, TradeEvent)
+    assert current.event_id == "binance:ETH-USDT:705291099"
+    assert (current.price, current.quantity, current.side) == (4149.74, 0.4387, "sell")
+    assert current.quote_volume == pytest.approx(1820.490938)
+    assert current.timestamp == "2021-12-12T23:17:42.243Z"
+
+
+def test_binance_raw_stream_payload_and_unknown_keys() -> None:
+    binance = Binance(DEFAULT_MAP)
+    frame = binance_trade(extra_key="ignored", X="also ignored")["data"]
+    event = binance.parse(orjson.dumps(frame), NOW)
+    assert isinstance(event, TradeEvent)
+    assert event.event_id == "binance:BTC-USDT:1000"
+    assert event.side == "buy"
+
+
+def test_binance_control_frames_are_not_trades() -> None:
+    binance = Binance(DEFAULT_MAP)
+    assert binance.parse('{"result":null,"id":1}', NOW) == Control("result")
+    assert binance.parse('{"e":"serverShutdown","E":1700000000000}', NOW) == ServerShutdown()
+    assert binance.parse('{"error":{"code":2,"msg":"Invalid request"},"id":3}', NOW) == (
+        ExchangeErrorFrame("Invalid request", "2")
+    )
+    for line in fixture_lines("binance_us_aggtrade_combined_2021.jsonl"):
+        assert binance.parse(line, NOW) == Control("aggTrade")
+
+
+def test_coinbase_matches_take_the_taker_side_confirmed_by_the_ticker() -> None:
+    coinbase = Coinbase(FIXTURE_SYMBOLS)
+    frames = fixture_frames("coinbase_exchange_matches_2021.jsonl")
+    trades = {}
+    for frame in frames:
+        parsed = coinbase.parse(orjson.dumps(frame), NOW)
+        if frame["type"] in ("match", "last_match"):
+            assert isinstance(parsed, TradeEvent), frame
+            assert parsed.side != frame["side"]  # the frame carries the maker's side
+            assert parsed.timestamp == frame["time"]  # µs kept verbatim
+            assert parsed.symbol == frame["product_id"]
+            assert parsed.event_id == f"coinbase:{frame['product_id']}:{frame['trade_id']}"
+            assert parsed.quote_volume == pytest.approx(
+                float(frame["price"]) * float(frame["size"])
+            )
+            trades[frame["trade_id"]] = parsed
+        else:
+            assert parsed == Control("subscriptions")
+    assert len(trades) == 107  # 10 last_match + 97 match
+    tickers = fixture_frames("coinbase_exchange_ticker_2021.jsonl")
+    checked = 0
+    for ticker in tickers:  # a ticker's side IS the taker side
+        if ticker["trade_id"] in trades:
+            assert trades[ticker["trade_id"]].side == ticker["side"]
+            checked += 1
+    assert checked == 50
+
+
+def test_coinbase_2019_match() -> None:
+    (frame,) = fixture_lines("coinbase_exchange_match_2019.jsonl")
+    event = Coinbase(FIXTURE_SYMBOLS).parse(frame, NOW)
+    assert isinstance(event, TradeEvent)
+    assert event.to_dict() == {
+        "event_id": "coinbase:ETC-GBP:216544",
+        "exchange": "coinbase",
+        "symbol": "ETC-GBP",
+        "price": 4.978,
+        "quantity": 0.97133855,
+        "quote_volume": pytest.approx(4.978 * 0.97133855),
+        "side": "sell",  # maker bought
+        "timestamp": "2019-08-01T00:00:03.816000Z",
+        "ingestion_timestamp": NOW,
+    }
+
+
+def test_coinbase_control_heartbeat_and_error() -> None:
+    coinbase = Coinbase(DEFAULT_MAP)
+    heartbeat = {
+        "type": "heartbeat",
+        "sequence": 90,
+        "last_trade_id": 20,
+        "product_id": "BTC-USD",
+        "time": "2014-11-07T08:19:28.464459Z",
+    }
+    assert coinbase.parse(orjson.dumps(heartbeat), NOW) == Heartbeat("BTC-USD", 20)
+    error = {
+        "type": "error",
+        "message": "Failed to subscribe",
+        "reason": "BTC-XYZ is not a valid product",
+    }
+    assert coinbase.parse(orjson.dumps(error), NOW) == ExchangeErrorFrame(
+        "Failed to subscribe", "BTC-XYZ is not a valid product"
+    )
+    assert coinbase.parse('{"type":"ticker","product_id":"BTC-USD"}', NOW) == Control("ticker")
+    assert isinstance(
+        coinbase.parse(orjson.dumps(coinbase_match(type="last_match")), NOW), TradeEvent
+    )
+
+
+def test_products_outside_the_map_are_skipped_unless_all_products() -> None:
+    match = orjson.dumps(coinbase_match(product_id="ETH-EUR"))
+    assert Coinbase(DEFAULT_MAP).parse(match, NOW) == Skipped("unmapped_product")
+    derived = Coinbase(DEFAULT_MAP, all_products=True).parse(match, NOW)
+    assert isinstance(derived, TradeEvent)
+    assert derived.symbol == "ETH-EUR"
+    frame = orjson.dumps(binance_trade(s="SOLFDUSD"))
+    assert Binance(DEFAULT_MAP).parse(frame, NOW) == Skipped("unmapped_product")
+    event = Binance(DEFAULT_MAP, all_products=True).parse(frame, NOW)
+    assert isinstance(event, TradeEvent)
+    assert event.symbol == "SOL-FDUSD"
+
+
+@pytest.mark.parametrize(
+    ("native", "canonical"),
+    [
+        ("BTCUSDT", "BTC-USDT"),
+        ("BNBBTC", "BNB-BTC"),
+        ("ETHFDUSD", "ETH-FDUSD"),
+        ("BTCTRY", "BTC-TRY"),
+        ("OMGBUSD", "OMG-BUSD"),
+        ("XYZ", None),
+        ("USDT", None),
+    ],
+)
+def test_binance_symbols_split_at_a_known_quote_asset(native: str, canonical: str | None) -> None:
+    assert split_binance_symbol(native) == canonical
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"p": "abc"}, "bad_price"),
+        ({"p": "0"}, "bad_price"),
+        ({"p": "NaN"}, "bad_price"),
+        ({"q": "-1"}, "bad_quantity"),
+        ({"q": 1.5}, "bad_quantity"),  # numbers must be decimal strings
+        ({"t": "12"}, "bad_trade_id"),
+        ({"t": True}, "bad_trade_id"),
+        ({"T": None}, "bad_trade_time"),
+        ({"m": "false"}, "bad_maker_flag"),
+        ({"s": None}, "missing_symbol"),
+    ],
+)
+def test_binance_bad_trade_fields_are_rejected_with_a_reason(
+    change: dict[str, object], reason: str
+) -> None:
+    parsed = Binance(DEFAULT_MAP).parse(orjson.dumps(binance_trade(**change)), NOW)
+    assert isinstance(parsed, Rejected)
+    assert parsed.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"price": "-3"}, "bad_price"),
+        ({"size": ""}, "bad_quantity"),
+        ({"side": "up"}, "bad_side"),
+        ({"time": "yesterday"}, "bad_trade_time"),
+        ({"time": "2023-11-14T22:13:20.123456"}, "bad_trade_time"),  # not UTC-marked
+        ({"trade_id": None}, "bad_trade_id"),
+        ({"product_id": 7}, "missing_symbol"),
+    ],
+)
+def test_coinbase_bad_trade_fields_are_rejected_with_a_reason(
+    change: dict[str, object], reason: str
+) -> None:
+    parsed = Coinbase(DEFAULT_MAP).parse(orjson.dumps(coinbase_match(**change)), NOW)
+    assert isinstance(parsed, Rejected)
+    assert parsed.reason == reason
+
+
+@pytest.mark.parametrize("frame", [b"", b"{", b"[1,2]", b"null", b"\xff\xfe", b'"text"'])
+def test_garbage_is_rejected_by_both_parsers(frame: bytes) -> None:
+    for exchange in (Binance(DEFAULT_MAP), Coinbase(DEFAULT_MAP)):
+        assert isinstance(exchange.parse(frame, NOW), Rejected)
+
+
+RESULT_TYPES = (
+    TradeEvent,
+    Heartbeat,
+    Control,
+    ServerShutdown,
+    ExchangeErrorFrame,
+    Skipped,
+    Rejected,
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_fuzz_no_bytes_make_a_parser_raise(frame: bytes) -> None:
+    for exchange in (Binance(DEFAULT_MAP), Coinbase(DEFAULT_MAP)):
+        assert isinstance(exchange.parse(frame, NOW), RESULT_TYPES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["e", "s", "t", "p", "q", "T", "m", "stream", "data", "result", "id"]),
+    json_values,
+)
+def test_fuzz_binance_mutated_fields(key: str, value: object) -> None:
+    frame = binance_trade()
+    target = frame if key in ("stream", "data") else frame["data"]
+    target[key] = value
+    parsed = Binance(DEFAULT_MAP).parse(json.dumps(frame), NOW)
+    assert isinstance(parsed, RESULT_TYPES)
+    if isinstance(parsed, TradeEvent):  # whatever got through is a valid event
+        assert parsed.price > 0
+        assert parsed.quantity > 0
+        assert parsed.side in ("buy", "sell")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(
+        ["type", "trade_id", "side", "size", "price", "product_id", "time", "last_trade_id"]
+    ),
+    json_values,
+)
+def test_fuzz_coinbase_mutated_fields(key: str, value: object) -> None:
+    frame = coinbase_match()
+    frame[key] = value
+    parsed = Coinbase(DEFAULT_MAP).parse(json.dumps(frame), NOW)
+    assert isinstance(parsed, RESULT_TYPES)
+    if isinstance(parsed, TradeEvent):
+        assert parsed.price > 0
+        assert parsed.quantity > 0
+        assert parsed.side in ("buy", "sell")
+
+
+def test_rest_pages_parse_to_ascending_trades() -> None:
+    binance_page = orjson.dumps(
+        [
+            {
+                "id": 11,
+                "price": "2.0",
+                "qty": "3.0",
+                "quoteQty": "6.0",
+                "time": 1700000000001,
+                "isBuyerMaker": True,
+                "isBestMatch": True,
+            },
+            {
+                "id": 10,
+                "price": "1.0",
+                "qty": "1.0",
+                "quoteQty": "1.0",
+                "time": 1700000000000,
+                "isBuyerMaker": False,
+                "isBestMatch": True,
+            },
+        ]
+    )
+    trades = Binance(DEFAULT_MAP).parse_rest_trades("BTCUSDT", binance_page, NOW)
+    assert [(t.trade_id, t.side, t.timestamp) for t in trades] == [
+        (10, "buy", "2023-11-14T22:13:20.000Z"),
+        (11, "sell", "2023-11-14T22:13:20.001Z"),
+    ]
+    coinbase_page = orjson.dumps(
+        [
+            {
+                "time": "2023-11-14T22:13:21.000001Z",
+                "trade_id": 8,
+                "price": "5",
+                "size": "1",
+                "side": "buy",
+            },
+            {
+                "time": "2023-11-14T22:13:20.000001Z",
+                "trade_id": 7,
+                "price": "5",
+                "size": "2",
+                "side": "sell",
+            },
+        ]
+    )
+    trades = Coinbase(DEFAULT_MAP).parse_rest_trades("BTC-USD", coinbase_page, NOW)
+    assert [(t.event_id, t.side) for t in trades] == [
+        ("coinbase:BTC-USDT:7", "buy"),
+        ("coinbase:BTC-USDT:8", "sell"),
+    ]
+    with pytest.raises(ValueError, match="malformed"):
+        Coinbase(DEFAULT_MAP).parse_rest_trades("BTC-USD", b'[{"trade_id": 1}]', NOW)
