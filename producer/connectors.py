@@ -245,7 +245,10 @@ class BaseConnector(ABC):
         tracker = self.trackers.setdefault(product, TradeIdTracker())
         gaps_before = len(tracker.missing)
         if not tracker.accept(trade.trade_id):
-            self.counters.duplicates += 1
+            if backfill:
+                self.counters.backfill_overlap += 1
+            else:
+                self.counters.duplicates += 1
             return
         if backfill:
             self.counters.backfilled += 1

@@ -10,8 +10,9 @@ from typing import Any
 @dataclass
 class ExchangeCounters:
     received: int = 0  # live trade frames normalized
-    duplicates: int = 0  # trades already published (reconnect overlap, backfill overlap)
+    duplicates: int = 0  # live trades already published (e.g. a last_match seen before)
     backfilled: int = 0  # trades recovered from REST and published
+    backfill_overlap: int = 0  # REST trades that were already published (page overlap)
     gaps_detected: int = 0  # trade-id gaps seen (each may span many ids)
     gap_ids_unrecoverable: int = 0  # ids the exchange's REST no longer serves
     reconnects: int = 0

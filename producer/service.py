@@ -92,6 +92,7 @@ class ProducerService:
             connectors=lambda: [c.health_check() for c in self.connectors],
             publisher_error=lambda: self.publisher.last_error,
         )
+        self.started = asyncio.Event()  # set once the health endpoint listens
 
     async def emit(self, event: TradeEvent) -> None:
         await self.queue.put(event)  # blocks when full: backpressure, never a drop
@@ -102,6 +103,7 @@ class ProducerService:
         published)."""
         await asyncio.to_thread(check_stream, self.client, self.settings.stream_name)
         await self.health.start()
+        self.started.set()
         log.info("producer started", extra={"health_port": self.health.port})
         publisher = asyncio.create_task(self.publisher.run(self.queue), name="publisher")
         feeds = [asyncio.create_task(c.run(self.emit), name=c.name) for c in self.connectors]

@@ -1,0 +1,1 @@
+"""PySpark Structured Streaming jobs (built on the common layer in spark_jobs.common)."""
