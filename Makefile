@@ -51,7 +51,7 @@ local-aws: $(STAMP) ## the local AWS endpoint alone (prints its URL)
 	$(PY) -m devstack.aws
 
 image: ## build the producer image (docker, or podman where no Docker engine runs)
-	$(if $(shell command -v docker 2>/dev/null),docker build,buildah bud --isolation chroot) -t crypto-pulse-producer .
+	$(if $(shell command -v docker 2>/dev/null),docker build,buildah bud --format docker --isolation chroot) -t crypto-pulse-producer .
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var

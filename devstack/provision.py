@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -15,8 +16,13 @@ from typing import Any
 import boto3
 
 
-def kinesis(region: str | None = None) -> Any:
-    return boto3.client("kinesis", region_name=region)
+def region() -> str:
+    """AWS_REGION, as the producer reads it (older botocore only reads AWS_DEFAULT_REGION)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def kinesis() -> Any:
+    return boto3.client("kinesis", region_name=region())
 
 
 def ensure_stream(client: Any, name: str, shards: int = 1, timeout_s: float = 30.0) -> str:

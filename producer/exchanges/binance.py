@@ -63,6 +63,10 @@ class Binance(Exchange):
         """Query parameters of one historicalTrades page starting at `from_id` (inclusive)."""
         return {"symbol": product.upper(), "fromId": str(from_id), "limit": str(limit)}
 
+    def latest_trade_params(self, product: str) -> dict[str, str]:
+        """Query parameters of a page holding only the most recent trade."""
+        return {"symbol": product.upper(), "limit": "1"}
+
     def parse(self, frame: bytes | str, ingestion_timestamp: str) -> Parsed:
         try:
             message = orjson.loads(frame)

@@ -4,14 +4,11 @@ emitted is in Kinesis exactly once. The health endpoint's counters tell the same
 
 from __future__ import annotations
 
-import asyncio
 import collections
 from typing import Any
 
-import aiohttp
 import pytest
 
-from devstack.provision import read_stream
 from devstack.simulator import (
     DropConnections,
     Malformed,
@@ -22,9 +19,7 @@ from devstack.simulator import (
     SkipTradeIds,
     SymbolSpec,
 )
-from producer.metrics import ProducerCounters
-from producer.service import ProducerService, kinesis_client
-from producer.settings import load_settings
+from tests.producer.harness import run_until_market_ends, settings_for
 
 SYMBOLS = {
     "BTC-USDT": {"binance": "BTCUSDT", "coinbase": "BTC-USD"},
@@ -59,91 +54,27 @@ SCENARIO = Scenario(
 )
 
 
-def producer_settings(sim: SimulatorThread, stream_name: str, **overrides: Any) -> Any:
-    return load_settings(
-        stream_name=stream_name,
-        symbols=SYMBOLS,
-        binance_ws_url=sim.binance_ws_url,
-        binance_rest_url=sim.binance_rest_url,
-        coinbase_ws_url=sim.coinbase_ws_url,
-        coinbase_rest_url=sim.coinbase_rest_url,
-        reconnect_initial_s=0.05,
-        reconnect_max_s=0.5,
-        stale_after_s=5.0,
-        health_host="127.0.0.1",
-        health_port=0,
-        linger_ms=20,
-        **overrides,
-    )
-
-
-async def metrics(port: int) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{port}/metrics") as response,
-    ):
-        assert response.status == 200
-        body: dict[str, Any] = await response.json()
-        return body
-
-
-def expected_event_ids(sim: SimulatorThread) -> set[str]:
-    canonical = {(e, p[e]): s for s, p in SYMBOLS.items() for e in p}
-    return {
-        f"{exchange}:{canonical[(exchange, product)]}:{trade_id}"
-        for (exchange, product), ids in sim.emitted().items()
-        for trade_id in ids
-    }
-
-
 @pytest.mark.slow
 def test_every_trade_id_reaches_kinesis_across_disconnects_and_gaps(
     kinesis: Any, stream_name: str
 ) -> None:
     with SimulatorThread(SCENARIO, speed=10.0) as sim:
-        settings = producer_settings(sim, stream_name)
-        counters = ProducerCounters()
-
-        async def scenario() -> tuple[int, dict[str, Any], dict[str, Any]]:
-            service = ProducerService(settings, kinesis_client(settings), counters)
-            stop = asyncio.Event()
-            running = asyncio.create_task(service.run(stop))
-            await service.started.wait()
-            async with aiohttp.ClientSession() as http:
-                for _ in range(100):  # ready once both exchanges are connected
-                    async with http.get(f"http://127.0.0.1:{service.health.port}/readyz") as r:
-                        if r.status == 200:
-                            break
-                    await asyncio.sleep(0.1)
-                else:
-                    pytest.fail("producer never became ready")
-            during = await metrics(service.health.port)
-            await asyncio.to_thread(sim.wait_until_ended, 60.0)
-            expected = len(expected_event_ids(sim))
-            for _ in range(300):  # until the backfill of the last gaps is published
-                final = await metrics(service.health.port)
-                if final["published"] >= expected and final["queue_depth"] == 0:
-                    break
-                await asyncio.sleep(0.1)
-            stop.set()
-            return await running, during, final
-
-        exit_code, during, final = asyncio.run(scenario())
-        expected = expected_event_ids(sim)
+        run = run_until_market_ends(sim, settings_for(sim, stream_name, SYMBOLS), kinesis)
         truth = sim.counters()
-
-    records = read_stream(kinesis, stream_name)
-    published = collections.Counter(r["event_id"] for r in records)
-    assert exit_code == 0
-    assert set(published) == expected  # none missing, none invented
+    final = run.final
+    published = collections.Counter(r["event_id"] for r in run.records)
+    assert run.exit_code == 0
+    assert run.ready_at_start[0] == 200
+    assert set(published) == run.expected  # none missing, none invented
     assert max(published.values()) == 1  # none twice
-    assert len(expected) > 3000
+    assert len(run.expected) > 3000
 
     # Every fault actually happened, and the producer saw and recovered each.
     for exchange in ("binance", "coinbase"):
         assert truth[exchange].drops >= 3
         assert truth[exchange].trades_skipped > 0
         assert truth[exchange].malformed_frames_sent >= 1
+        assert set(truth[exchange].protocol_closes) <= {"drop_fault", "client"}
         mine = final["exchanges"][exchange]
         assert mine["reconnects"] >= truth[exchange].drops
         assert mine["gaps_detected"] >= 1 + truth[exchange].drops // 2
@@ -153,8 +84,8 @@ def test_every_trade_id_reaches_kinesis_across_disconnects_and_gaps(
     assert final["exchanges"]["binance"]["rest_rate_limited"] == 1
 
     # The health endpoint's counters match what reached Kinesis.
-    assert during["published"] <= final["published"]
-    assert final["published"] == final["enqueued"] == len(records)
+    assert run.first_metrics["published"] <= final["published"]
+    assert final["published"] == final["enqueued"] == len(run.records)
     assert final["failed"] == 0
     # Each live trade is new or a duplicate; backfill adds only what was missing.
     assert final["enqueued"] == final["received"] - final["duplicates"] + final["backfilled"]
