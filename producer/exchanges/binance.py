@@ -135,32 +135,22 @@ class Binance(Exchange):
         rows = orjson.loads(body)
         if type(rows) is not list:
             raise ValueError(f"historicalTrades returned {type(rows).__name__}, not a list")
-        symbol = self.resolve(product)
-        if symbol is None:
-            raise ValueError(f"product {product!r} is not in the symbol map")
         trades = []
         for row in rows:
-            price, quantity = positive_decimal(row.get("price")), positive_decimal(row.get("qty"))
-            trade_id, trade_ms, maker = row.get("id"), row.get("time"), row.get("isBuyerMaker")
-            if (
-                price is None
-                or quantity is None
-                or type(trade_id) is not int
-                or type(trade_ms) is not int
-                or type(maker) is not bool
-            ):
+            if type(row) is not dict:
                 raise ValueError(f"malformed historicalTrades row: {row!r}")
-            trades.append(
-                TradeEvent(
-                    exchange="binance",
-                    symbol=symbol,
-                    trade_id=trade_id,
-                    price=price,
-                    quantity=quantity,
-                    side="sell" if maker else "buy",
-                    timestamp=iso_from_ms(trade_ms),
-                    ingestion_timestamp=ingestion_timestamp,
-                )
-            )
+            # The same validation as a stream frame, under the stream's key names.
+            as_frame = {
+                "s": product,
+                "t": row.get("id"),
+                "p": row.get("price"),
+                "q": row.get("qty"),
+                "T": row.get("time"),
+                "m": row.get("isBuyerMaker"),
+            }
+            parsed = self._trade(as_frame, repr(row), ingestion_timestamp)
+            if not isinstance(parsed, TradeEvent):
+                raise ValueError(f"malformed historicalTrades row ({parsed}): {row!r}")
+            trades.append(parsed)
         trades.sort(key=lambda t: t.trade_id)
         return trades

@@ -154,33 +154,14 @@ class Coinbase(Exchange):
         rows = orjson.loads(body)
         if type(rows) is not list:
             raise ValueError(f"product trades returned {type(rows).__name__}, not a list")
-        symbol = self.resolve(product)
-        if symbol is None:
-            raise ValueError(f"product {product!r} is not in the symbol map")
         trades = []
         for row in rows:
-            price, quantity = positive_decimal(row.get("price")), positive_decimal(row.get("size"))
-            trade_id, time = row.get("trade_id"), row.get("time")
-            taker = _taker_side(row.get("side"))
-            if (
-                price is None
-                or quantity is None
-                or type(trade_id) is not int
-                or taker is None
-                or not _valid_time(time)
-            ):
+            if type(row) is not dict:
                 raise ValueError(f"malformed product trades row: {row!r}")
-            trades.append(
-                TradeEvent(
-                    exchange="coinbase",
-                    symbol=symbol,
-                    trade_id=trade_id,
-                    price=price,
-                    quantity=quantity,
-                    side=taker,
-                    timestamp=time,
-                    ingestion_timestamp=ingestion_timestamp,
-                )
-            )
+            # The same validation as a feed match: REST rows carry the same keys but the product.
+            parsed = self._trade({**row, "product_id": product}, repr(row), ingestion_timestamp)
+            if not isinstance(parsed, TradeEvent):
+                raise ValueError(f"malformed product trades row ({parsed}): {row!r}")
+            trades.append(parsed)
         trades.sort(key=lambda t: t.trade_id)
         return trades
