@@ -1,0 +1,1 @@
+"""What every Spark job shares: schemas, settings, session, Kinesis source, quality, sinks."""
