@@ -1,0 +1,1 @@
+"""Detector modules (BaseDetector subclasses), discovered by the module registry."""
