@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,10 +161,12 @@ class ModuleRegistry:
 
 def load_registry(
     path: Path | str = DEFAULT_FEATURES,
-    ssm: SSMClient | None = None,
+    ssm: SSMClient | Callable[[], SSMClient] | None = None,
     classes: Mapping[str, type[BaseDetector]] | None = None,
 ) -> ModuleRegistry:
+    """The registry from the features file, overlaid from SSM when the file names a prefix
+    (`ssm` is a client or a factory called only then)."""
     features = load_features(path)
-    if ssm is not None:
-        features = overlay_ssm(features, ssm)
+    if ssm is not None and features.ssm_prefix:
+        features = overlay_ssm(features, ssm() if callable(ssm) else ssm)
     return ModuleRegistry(features, classes)
