@@ -1,0 +1,17 @@
+CREATE TABLE crypto_pulse.anomalies (
+  `alert_id` string,
+  `symbol` string,
+  `exchange` string,
+  `window_start` timestamp,
+  `window_end` timestamp,
+  `total_quote_volume` double,
+  `baseline_mean` double,
+  `baseline_std` double,
+  `baseline_windows` int,
+  `z_score` double,
+  `threshold` double,
+  `detected_at` timestamp
+)
+PARTITIONED BY (day(`window_start`), `symbol`)
+LOCATION 's3://${BUCKET}/warehouse/crypto_pulse.db/anomalies'
+TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet')
