@@ -1,0 +1,256 @@
+"""Data quality: configured checks as Column expressions, per-batch metrics (SPEC §6.2).
+
+A check is a name, a severity and a condition that is TRUE when the row is good. Conditions are
+null-safe by construction: a condition that is false *or null* (unknown) counts as failed, so a
+row with a missing price fails `validity_price_positive` as well as `completeness_price`.
+
+- ERROR checks send the row to the DLQ; its `reason` is the **first failed ERROR check in the
+  configured order** (`default_checks`: parse, completeness, validity). `failed_checks` lists every
+  failed ERROR check in that order.
+- A `gate` check (`parse_json`) short-circuits: when it fails, the checks after it are not
+  reported, since they would only repeat that nothing could be read.
+- WARN checks are counted and the row is kept. They are evaluated on rows that passed every
+  ERROR check only (a row without a timestamp is incomplete, not late); `warnings` is empty on
+  DLQ rows.
+
+The jobs use this twice: `annotate` (pure Column expressions, works on a streaming DataFrame) in
+the detector query, and `validate` (a static micro-batch) in the quality query's foreachBatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, LongType, StringType
+
+from spark_jobs.common.settings import JobSettings
+from spark_jobs.common.trades import JSON_OK, RAW, TRADE_COLUMNS
+
+Severity = Literal["ERROR", "WARN"]
+# A SQL expression, or a function building the Column (called when a DataFrame is annotated:
+# building a Column needs a running Spark, building a checker does not).
+Condition = str | Callable[[], Column]
+
+FAILED_CHECKS = "failed_checks"
+WARNINGS = "warnings"
+# The processing time as a column while checks are evaluated: conditions may refer to it.
+PROCESSED_AT = "_processed_at"
+# The WARN check whose failures are `records_late`.
+LATE_CHECK = "timeliness_recent"
+
+_INFINITY = float("inf")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One quality rule. `condition` is TRUE for a good row; false or null fails the check."""
+
+    name: str
+    severity: Severity
+    condition: Condition
+    gate: bool = False
+    description: str = ""
+
+    def passed(self) -> Column:
+        condition = self.condition
+        column = F.expr(condition) if isinstance(condition, str) else condition()
+        return F.coalesce(column, F.lit(False))
+
+
+@dataclass(frozen=True)
+class QualityMetrics:
+    """One batch's numbers. Invariant: processed = passed + failed (checked on construction).
+
+    `quality_score_pct` = passed / processed × 100, and 100.0 for an empty batch (nothing bad
+    was seen; the CloudWatch publisher leaves QualityScore out for empty batches).
+    `failures_by_check` has every configured check: rows that failed it (WARN checks: among the
+    passed rows).
+    """
+
+    records_processed: int
+    records_passed: int
+    records_failed: int
+    records_late: int
+    quality_score_pct: float
+    failures_by_check: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.records_processed != self.records_passed + self.records_failed:
+            raise ValueError(
+                f"quality metrics broke processed = passed + failed: {self.records_processed} != "
+                f"{self.records_passed} + {self.records_failed}"
+            )
+
+    @classmethod
+    def from_counts(
+        cls, processed: int, passed: int, late: int, failures_by_check: dict[str, int]
+    ) -> QualityMetrics:
+        score = 100.0 * passed / processed if processed else 100.0
+        return cls(processed, passed, processed - passed, late, score, failures_by_check)
+
+
+def _positive_finite(name: str) -> Callable[[], Column]:
+    # NaN compares greater than +inf in Spark SQL, so `< inf` rejects both.
+    return lambda: (F.col(name) > 0) & (F.col(name) < F.lit(_INFINITY))
+
+
+def default_checks(settings: JobSettings) -> list[Check]:
+    """SPEC §6.2's checks, in order (the order decides a DLQ row's `reason`)."""
+    symbols = sorted(settings.symbols)
+    exchanges = list(settings.exchanges)
+    max_age_s = settings.quality.max_age_s
+    tolerance = settings.quality.quote_volume_tolerance
+
+    def recent() -> Column:
+        oldest = F.col(PROCESSED_AT) - F.expr(f"INTERVAL {max_age_s} SECONDS")
+        return F.col("timestamp") >= oldest
+
+    def consistent() -> Column:
+        expected = F.col("price") * F.col("quantity")
+        deviation = F.try_divide(F.abs(F.col("quote_volume") - expected), F.abs("quote_volume"))
+        return deviation < F.lit(tolerance)
+
+    return [
+        Check("parse_json", "ERROR", JSON_OK, gate=True, description="a JSON object of the schema"),
+        Check("completeness_event_id", "ERROR", "event_id IS NOT NULL AND trim(event_id) != ''"),
+        Check("completeness_symbol", "ERROR", "symbol IS NOT NULL"),
+        Check("completeness_price", "ERROR", "price IS NOT NULL"),
+        Check("completeness_quantity", "ERROR", "quantity IS NOT NULL"),
+        Check("completeness_timestamp", "ERROR", "timestamp IS NOT NULL", description="ISO 8601"),
+        Check("validity_price_positive", "ERROR", _positive_finite("price")),
+        Check("validity_quantity_positive", "ERROR", _positive_finite("quantity")),
+        Check("validity_symbol_allowed", "ERROR", lambda: F.col("symbol").isin(symbols)),
+        Check("validity_exchange_allowed", "ERROR", lambda: F.col("exchange").isin(exchanges)),
+        Check(LATE_CHECK, "WARN", recent, description=f"timestamp at most {max_age_s} s old"),
+        Check("consistency_quote_volume", "WARN", consistent, description=f"within {tolerance}"),
+    ]
+
+
+class DataQualityChecker:
+    """The configured checks of one job. Input: `trades.PARSED_COLUMNS` (stream or static)."""
+
+    def __init__(
+        self, settings: JobSettings, job: str, checks: Sequence[Check] | None = None
+    ) -> None:
+        self.settings = settings
+        self.job = job
+        self.checks: tuple[Check, ...] = tuple(
+            default_checks(settings) if checks is None else checks
+        )
+        names = [check.name for check in self.checks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"quality checks named twice: {duplicates}")
+        bad = [c.name for c in self.checks if c.severity not in ("ERROR", "WARN")]
+        if bad:
+            raise ValueError(f"quality checks with a severity other than ERROR/WARN: {bad}")
+        self._cached: DataFrame | None = None
+
+    @property
+    def error_checks(self) -> list[str]:
+        return [check.name for check in self.checks if check.severity == "ERROR"]
+
+    @property
+    def warn_checks(self) -> list[str]:
+        return [check.name for check in self.checks if check.severity == "WARN"]
+
+    def annotate(self, df: DataFrame, now: datetime | None = None) -> DataFrame:
+        """`df` + `failed_checks array<string>` (ERROR) + `warnings array<string>` (WARN).
+
+        Pure Column expressions: works on a streaming DataFrame. The processing time is
+        `current_timestamp()` (the micro-batch's time) unless `now` pins it.
+        """
+        processed_at = F.lit(now).cast("timestamp") if now is not None else F.current_timestamp()
+        failed: list[tuple[Check, Column]] = []
+        gate_failed: Column = F.lit(False)
+        for check in self.checks:
+            failed.append((check, ~check.passed() & ~gate_failed))
+            if check.gate:
+                gate_failed = gate_failed | ~check.passed()
+
+        def names(severity: Severity) -> Column:
+            flagged = [F.when(flag, F.lit(c.name)) for c, flag in failed if c.severity == severity]
+            if not flagged:
+                return F.array().cast(ArrayType(StringType(), containsNull=False))
+            return F.array_compact(F.array(*flagged))
+
+        errors = names("ERROR")
+        warnings = F.when(F.size(errors) == 0, names("WARN")).otherwise(
+            F.array().cast(ArrayType(StringType(), containsNull=False))
+        )
+        return (
+            df.withColumn(PROCESSED_AT, processed_at)
+            .withColumn(FAILED_CHECKS, errors)
+            .withColumn(WARNINGS, warnings)
+            .drop(PROCESSED_AT)
+        )
+
+    def validate(
+        self, df: DataFrame, batch_id: int = 0, now: datetime | None = None
+    ) -> tuple[DataFrame, DataFrame, QualityMetrics]:
+        """A static batch -> (valid rows, DLQ rows, metrics), the metrics in one aggregation.
+
+        - valid: the `schemas.UNIFIED_TRADE` columns of rows with no failed ERROR check (WARN rows
+          included);
+        - invalid: `schemas.DLQ_RECORD` rows (`raw`, `event_id`, `failed_checks`, `reason`, `job`
+          = this checker's job, `batch_id`; a backtest is batch 0).
+
+        The processing time is pinned (`now`, default: the wall clock at the call) so that every
+        action on the results sees the same verdicts. The annotated batch is cached until the
+        next `validate` or `release()`, so the DLQ and the sinks do not re-read the source.
+        """
+        now = now or datetime.now(UTC)
+        self.release()
+        annotated = self.annotate(df, now).persist(StorageLevel.MEMORY_AND_DISK)
+        self._cached = annotated
+        metrics = self._measure(annotated)
+        passed = F.size(FAILED_CHECKS) == 0
+        valid = annotated.where(passed).select(*TRADE_COLUMNS)
+        invalid = annotated.where(~passed).select(
+            F.col(RAW),
+            F.col("event_id"),
+            F.col(FAILED_CHECKS),
+            F.element_at(FAILED_CHECKS, 1).alias("reason"),
+            F.lit(self.job).alias("job"),
+            F.lit(batch_id).cast(LongType()).alias("batch_id"),
+        )
+        return valid, invalid, metrics
+
+    def release(self) -> None:
+        """Drop the cached batch of the last `validate` (the next `validate` does it too)."""
+        if self._cached is not None:
+            self._cached.unpersist()
+            self._cached = None
+
+    def _measure(self, annotated: DataFrame) -> QualityMetrics:
+        """Every number of the batch in one pass over it."""
+        per_check = [
+            F.count_if(
+                F.array_contains(
+                    FAILED_CHECKS if check.severity == "ERROR" else WARNINGS, check.name
+                )
+            ).alias(f"check_{index}")
+            for index, check in enumerate(self.checks)
+        ]
+        late = (
+            F.count_if(F.array_contains(WARNINGS, LATE_CHECK))
+            if LATE_CHECK in self.warn_checks
+            else F.lit(0)
+        )
+        row = annotated.agg(
+            F.count(F.lit(1)).alias("processed"),
+            F.count_if(F.size(FAILED_CHECKS) == 0).alias("passed"),
+            late.alias("late"),
+            *per_check,
+        ).first()
+        assert row is not None  # a global aggregation always has one row
+        failures = {check.name: int(row[f"check_{i}"]) for i, check in enumerate(self.checks)}
+        return QualityMetrics.from_counts(
+            int(row["processed"]), int(row["passed"]), int(row["late"]), failures
+        )
