@@ -115,6 +115,10 @@ def streaming_metric_data(progress: Mapping[str, Any], job: str) -> list[MetricD
         ("InputRowsPerSecond", _finite(progress.get("inputRowsPerSecond")), "Count/Second"),
         ("ProcessedRowsPerSecond", _finite(progress.get("processedRowsPerSecond")), "Count/Second"),
     ]
+    operators = progress.get("stateOperators") or []
+    if operators:  # rows older than the watermark, dropped by stateful operators: late data
+        late = sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in operators)
+        candidates.append(("LateRowsDropped", float(late), "Count"))
     watermark = _parse_time((progress.get("eventTime") or {}).get("watermark"))
     if watermark is not None and watermark > _EPOCH:  # epoch 0 = no watermark yet
         candidates.append(("WatermarkLag", (timestamp - watermark).total_seconds(), "Seconds"))

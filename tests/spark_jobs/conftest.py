@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# pyspark.pandas (imported by pyspark.testing) warns without it; warnings are errors here.
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
 from collections.abc import Iterator
 from pathlib import Path
 

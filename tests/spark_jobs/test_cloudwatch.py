@@ -238,3 +238,18 @@ def test_the_listener_sends_each_progress_of_a_real_query(
         Statistics=["Sum"],
     )["Datapoints"]
     assert sum(p["Sum"] for p in points) == 5.0
+
+
+def test_rows_dropped_by_the_watermark_are_reported_as_late() -> None:
+    progress = {
+        **PROGRESS,
+        "stateOperators": [
+            {"operatorName": "transformWithStateInPandasExec", "numRowsDroppedByWatermark": 3},
+            {"operatorName": "stateStoreSave", "numRowsDroppedByWatermark": 2},
+        ],
+    }
+
+    assert values(streaming_metric_data(progress, "volume_anomaly"))["LateRowsDropped"] == (
+        5.0,
+        "Count",
+    )

@@ -1,0 +1,280 @@
+"""The pipeline runner: source -> quality -> detector -> sinks, streaming or as a backtest.
+
+A job script is a thin call of `run_job(<job name>)`. A streaming job runs two queries on its
+own checkpoint folder, each an independent consumer of the stream:
+
+- `quality` (every job): each micro-batch is validated; invalid rows go to the DLQ, the quality
+  metrics to CloudWatch; the archiver also appends the valid trades to `raw_trades` here.
+- `detect` (detector jobs): valid trades (the same checks as Column expressions) get the
+  watermark, go through the detector, and each micro-batch of its records is routed to the
+  Iceberg tables and DynamoDB by the `AlertRouter`.
+
+Both sinks are idempotent per micro-batch (Iceberg commits tagged with writer + batch id,
+DynamoDB conditional puts, DLQ files named by batch id), so a batch replayed after a crash
+leaves every row and alert exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.query import StreamingQuery
+
+from spark_jobs.common import schemas
+from spark_jobs.common.aws import client
+from spark_jobs.common.cloudwatch import QualityMetricsPublisher, StreamingMetricsListener
+from spark_jobs.common.detector import BaseDetector, ModuleConfigError
+from spark_jobs.common.dlq import DlqWriter
+from spark_jobs.common.dynamodb import alert_item, put_alerts
+from spark_jobs.common.iceberg import IcebergSink, ensure_tables, load_catalog
+from spark_jobs.common.kinesis_source import read_stream
+from spark_jobs.common.quality import DataQualityChecker
+from spark_jobs.common.registry import DEFAULT_FEATURES, load_registry
+from spark_jobs.common.session import build_session
+from spark_jobs.common.settings import JobSettings, SettingsError, load_job_settings
+from spark_jobs.common.trades import parse_trades, read_trades_file
+
+log = logging.getLogger(__name__)
+
+ARCHIVER = "trade_archiver"
+RAW_TRADES = "raw_trades"
+ALERTS = "alerts"
+TRADE_COLUMNS = [field.name for field in schemas.UNIFIED_TRADE.fields]
+
+
+def valid_trades(checker: DataQualityChecker, trades: DataFrame) -> DataFrame:
+    """The trades that pass every ERROR check, as unified trade columns (stream or static)."""
+    annotated = checker.annotate(trades)
+    return annotated.where(F.size("failed_checks") == 0).select(*TRADE_COLUMNS)
+
+
+class AlertRouter:
+    """Sends a micro-batch's outputs to their Iceberg tables and its alerts to DynamoDB (hot)
+    and the Iceberg `alerts` table (cold)."""
+
+    def __init__(
+        self,
+        settings: JobSettings,
+        writer: str,
+        catalog: Any,
+        dynamodb: Any,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.catalog = catalog
+        self.dynamodb = dynamodb
+        self.now = now
+        self._sinks: dict[str, IcebergSink] = {}
+
+    def sink(self, table: str) -> IcebergSink:
+        if table not in self._sinks:
+            name = f"{self.settings.tables.namespace}.{table}"
+            self._sinks[table] = IcebergSink(self.catalog, name, self.writer)
+        return self._sinks[table]
+
+    def route(self, outputs: dict[str, DataFrame], alerts: DataFrame, batch_id: int) -> int:
+        """Write one micro-batch; returns the number of alerts in it."""
+        for table, rows in outputs.items():
+            self.sink(table).append(rows, batch_id)
+        # Persisted: DynamoDB and Iceberg get the very same rows (detected_at included).
+        alerts = alerts.persist()
+        try:
+            alert_rows = [row.asDict() for row in alerts.collect()]
+            if alert_rows:
+                now = self.now()
+                items = [alert_item(r, self.settings.alerts.ttl_days, now) for r in alert_rows]
+                put_alerts(self.dynamodb, self.settings.alerts.dynamodb_table, items)
+                self.sink(ALERTS).append(alerts, batch_id)
+        finally:
+            alerts.unpersist()
+        return len(alert_rows)
+
+
+@dataclass
+class StreamingJob:
+    """The two queries of a streaming job, started and awaited together."""
+
+    spark: SparkSession
+    settings: JobSettings
+    job: str
+    detector: BaseDetector | None
+
+    def start(self, available_now: bool = False) -> list[StreamingQuery]:
+        settings = self.settings
+        catalog = load_catalog(settings)
+        ensure_tables(catalog, settings.tables.namespace)
+        if settings.metrics.cloudwatch:
+            self.spark.streams.addListener(
+                StreamingMetricsListener(client("cloudwatch", settings), settings, self.job)
+            )
+        checker = DataQualityChecker(settings, self.job)
+        trades = parse_trades(read_stream(self.spark, settings))
+        queries = [self._quality_query(trades, checker, catalog, available_now)]
+        if self.detector is not None:
+            queries.append(self._detect_query(trades, checker, catalog, available_now))
+        return queries
+
+    def _trigger(self, writer: Any, available_now: bool) -> Any:
+        if available_now:
+            return writer.trigger(availableNow=True)
+        return writer.trigger(
+            processingTime=f"{self.settings.streaming.trigger_interval_s} seconds"
+        )
+
+    def _start(
+        self,
+        writer: Any,
+        make_handler: Callable[[str], Callable[[DataFrame, int], None]],
+        available_now: bool,
+    ) -> StreamingQuery:
+        """Start a foreachBatch query whose sinks know it as `<job>:<query id>`: the id lives in
+        the checkpoint, so a restart keeps it (replays are recognised) and a reset checkpoint
+        starts a new writer (its batch ids restart without colliding with the old ones)."""
+        ready = threading.Event()
+        handler: list[Callable[[DataFrame, int], None]] = []
+
+        def on_batch(batch: DataFrame, batch_id: int) -> None:
+            ready.wait()
+            handler[0](batch, batch_id)
+
+        query: StreamingQuery = self._trigger(writer.foreachBatch(on_batch), available_now).start()
+        handler.append(make_handler(f"{self.job}:{query.id}"))
+        ready.set()
+        return query
+
+    def _quality_query(
+        self, trades: DataFrame, checker: DataQualityChecker, catalog: Any, available_now: bool
+    ) -> StreamingQuery:
+        settings, job = self.settings, self.job
+        dlq = DlqWriter(settings)
+        publisher = QualityMetricsPublisher(
+            client("cloudwatch", settings) if settings.metrics.cloudwatch else None,
+            settings,
+            job,
+        )
+
+        def make_handler(writer_id: str) -> Callable[[DataFrame, int], None]:
+            archive = IcebergSink(catalog, f"{settings.tables.namespace}.{RAW_TRADES}", writer_id)
+
+            def quality_batch(batch: DataFrame, batch_id: int) -> None:
+                valid, invalid, metrics = checker.validate(batch, batch_id=batch_id)
+                dlq.write(invalid, job, batch_id)
+                if job == ARCHIVER:
+                    archive.append(valid, batch_id)
+                publisher.publish(metrics)
+                checker.release()
+                log.info("quality batch %s of %s: %s", batch_id, job, metrics)
+
+            return quality_batch
+
+        writer = trades.writeStream.queryName(f"{job}-quality").option(
+            "checkpointLocation", f"{settings.checkpoint(job)}/quality"
+        )
+        return self._start(writer, make_handler, available_now)
+
+    def _detect_query(
+        self, trades: DataFrame, checker: DataQualityChecker, catalog: Any, available_now: bool
+    ) -> StreamingQuery:
+        detector = self.detector
+        assert detector is not None
+        settings, job = self.settings, self.job
+        dynamodb = client("dynamodb", settings)
+        watermarked = valid_trades(checker, trades).withWatermark(
+            "timestamp", f"{settings.streaming.watermark_s} seconds"
+        )
+        records = detector.process(watermarked)
+
+        def make_handler(writer_id: str) -> Callable[[DataFrame, int], None]:
+            router = AlertRouter(settings, writer_id, catalog, dynamodb)
+
+            def route_batch(batch: DataFrame, batch_id: int) -> None:
+                batch = batch.persist()
+                try:
+                    outputs, alerts = detector.outputs(batch), detector.alerts(batch)
+                    count = router.route(outputs, alerts, batch_id)
+                finally:
+                    batch.unpersist()
+                log.info("detect batch %s of %s: %s alerts", batch_id, job, count)
+
+            return route_batch
+
+        writer = (
+            records.writeStream.queryName(f"{job}-detect")
+            .outputMode(detector.output_mode)
+            .option("checkpointLocation", f"{settings.checkpoint(job)}/detect")
+        )
+        return self._start(writer, make_handler, available_now)
+
+
+def run_backtest(
+    spark: SparkSession,
+    settings: JobSettings,
+    job: str,
+    detector: BaseDetector | None,
+    trades_path: str,
+    out: Path,
+) -> dict[str, int]:
+    """The same quality and detector over a file of unified trades, as a batch; each output as
+    JSON lines under `out/<output>/`. Returns rows written per output."""
+    checker = DataQualityChecker(settings, job)
+    trades = read_trades_file(spark, trades_path)
+    valid, invalid, metrics = checker.validate(trades)
+    outputs: dict[str, DataFrame] = {"dlq": invalid}
+    if detector is None:
+        outputs[RAW_TRADES] = valid
+    else:
+        records = detector.process(valid).persist()
+        outputs.update(detector.outputs(records))
+        outputs[ALERTS] = detector.alerts(records)
+    counts = {}
+    for name, frame in outputs.items():
+        frame.write.mode("overwrite").option(
+            "timestampFormat", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+        ).json(str(out / name))
+        counts[name] = spark.read.json(str(out / name)).count() if frame.columns else 0
+    log.info("backtest done", extra={"job": job, "outputs": counts, **vars(metrics)})
+    return counts
+
+
+def run_job(job: str, argv: list[str] | None = None) -> int:
+    """The whole life of a job script: arguments, settings, modules, session, run."""
+    parser = argparse.ArgumentParser(prog=f"python -m spark_jobs.{job}")
+    parser.add_argument("--backtest", metavar="TRADES", help="unified trades (JSON lines/Parquet)")
+    parser.add_argument("--out", type=Path, help="backtest output folder")
+    parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="features.yaml")
+    parser.add_argument(
+        "--available-now", action="store_true", help="process what the stream holds, then stop"
+    )
+    args = parser.parse_args(argv)
+    if args.backtest and not args.out:
+        parser.error("--backtest needs --out DIR")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_job_settings()
+        detector = None
+        if job != ARCHIVER:
+            registry = load_registry(args.features, ssm=lambda: client("ssm", settings))
+            detector = registry.by_job(job)
+    except (SettingsError, ModuleConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spark = build_session(settings, job)
+    if args.backtest:
+        counts = run_backtest(spark, settings, job, detector, args.backtest, args.out)
+        print(" ".join(f"{name}={count}" for name, count in counts.items()))
+        return 0
+    queries = StreamingJob(spark, settings, job, detector).start(args.available_now)
+    for query in queries:
+        query.awaitTermination()
+    return 0
