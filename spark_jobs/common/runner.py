@@ -110,6 +110,18 @@ class StreamingJob:
     job: str
     detector: BaseDetector | None
 
+    def drain(self) -> None:
+        """Run until everything the stream holds now is processed (windows the watermark closes
+        included), then stop. (`Trigger.AvailableNow` runs a single batch with a Python source
+        in Spark 4.0, which would leave windows open.)"""
+        queries = self.start()
+        try:
+            for query in queries:
+                query.processAllAvailable()
+        finally:
+            for query in queries:
+                query.stop()
+
     def start(self, available_now: bool = False) -> list[StreamingQuery]:
         settings = self.settings
         catalog = load_catalog(settings)
@@ -254,7 +266,7 @@ def run_job(job: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="backtest output folder")
     parser.add_argument("--features", default=str(DEFAULT_FEATURES), help="features.yaml")
     parser.add_argument(
-        "--available-now", action="store_true", help="process what the stream holds, then stop"
+        "--until-drained", action="store_true", help="process what the stream holds, then stop"
     )
     args = parser.parse_args(argv)
     if args.backtest and not args.out:
@@ -274,7 +286,10 @@ def run_job(job: str, argv: list[str] | None = None) -> int:
         counts = run_backtest(spark, settings, job, detector, args.backtest, args.out)
         print(" ".join(f"{name}={count}" for name, count in counts.items()))
         return 0
-    queries = StreamingJob(spark, settings, job, detector).start(args.available_now)
-    for query in queries:
+    streaming = StreamingJob(spark, settings, job, detector)
+    if args.until_drained:
+        streaming.drain()
+        return 0
+    for query in streaming.start():
         query.awaitTermination()
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from devstack.aws import LocalAws
 from spark_jobs.common.session import build_session
 from spark_jobs.common.settings import JobSettings, load_job_settings
 
@@ -42,7 +43,10 @@ def job_settings(spark_tmp: Path) -> JobSettings:
 
 
 @pytest.fixture(scope="session")
-def spark(job_settings: JobSettings) -> Iterator[SparkSession]:
+def spark(job_settings: JobSettings, local_aws: LocalAws) -> Iterator[SparkSession]:
+    # Python workers inherit the environment of the moment the session starts: point them at
+    # the local AWS endpoint (with its dummy credentials) for the whole run.
+    os.environ.update(local_aws.env())
     session = build_session(job_settings, "crypto-pulse-tests")
     session.sparkContext.setLogLevel("ERROR")
     yield session
