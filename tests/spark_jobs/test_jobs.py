@@ -169,7 +169,7 @@ def test_archiver_lands_every_valid_trade_once(
 def test_stream_path_equals_backtest_path(
     spark: SparkSession, stack: tuple[JobSettings, Any, Any], tmp_path: Path
 ) -> None:
-    settings, kinesis, _ = stack
+    settings, kinesis, dynamodb = stack
     trades: list[dict[str, Any] | str] = []
     trade_id = 100
     for second in range(0, 240, 3):  # 4 minutes on both exchanges, a dislocation in minute 2
@@ -204,3 +204,44 @@ def test_stream_path_equals_backtest_path(
         (w[11:19], round(p, 9), a) for w, p, a in backtest
     ]
     assert [a for _, _, a in streamed].count(True) == 1  # the 30 s of the dislocation
+    assert alert_ids(dynamodb, settings.alerts.dynamodb_table) == [
+        "spread:BTC-USDT:2026-01-01T00:02:00Z"
+    ]
+
+
+@pytest.mark.slow
+def test_volume_anomaly_job_keeps_series_state_across_restarts(
+    spark: SparkSession, stack: tuple[JobSettings, Any, Any]
+) -> None:
+    settings, kinesis, dynamodb = stack
+
+    def minute(m: int, volume: float) -> list[dict[str, Any] | str]:
+        return [
+            event(m * 60 + 20, 1000 + m * 10 + k, price=100.0, quantity=volume / 200.0)
+            for k in range(2)
+        ]
+
+    first: list[dict[str, Any] | str] = []
+    for m in range(8):
+        first += minute(m, 1000.0 + 100.0 * (m % 2))
+    put(kinesis, settings.stream.name, first)
+    run_until_drained(spark, settings, "volume_anomaly")
+    assert alert_ids(dynamodb, settings.alerts.dynamodb_table) == []
+
+    # After the restart the baseline still holds minutes 0-7: minute 12 is scored against 12.
+    second: list[dict[str, Any] | str] = []
+    for m in range(8, 12):
+        second += minute(m, 1000.0 + 100.0 * (m % 2))
+    second += [*minute(12, 4000.0), event(15 * 60, 9999, price=100.0, quantity=1.0)]
+    put(kinesis, settings.stream.name, second)
+    run_until_drained(spark, settings, "volume_anomaly")
+
+    assert alert_ids(dynamodb, settings.alerts.dynamodb_table) == [
+        "volume_anomaly:binance:BTC-USDT:2026-01-01T00:12:00Z"
+    ]
+    (anomaly,) = table_rows(settings, "anomalies")
+    assert anomaly["baseline_windows"] == 12
+    assert anomaly["z_score"] > 2.5
+    aggregates = table_rows(settings, "volume_aggregates")
+    assert sorted(r["window_start"].minute for r in aggregates) == list(range(13))
+    assert {r["trade_count"] for r in aggregates} == {2}
