@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt constraints.txt
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck unit format demo run-producer simulator local-aws image clean
+.PHONY: help venv test lint typecheck unit format demo run-producer simulator local-aws image package submit-job query run-job clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ lint: $(STAMP) ## ruff check, ruff format --check, hadolint
 	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: $(STAMP) ## mypy (strict on producer/ and spark_jobs/)
-	$(VENV)/bin/mypy producer spark_jobs devstack
+	$(VENV)/bin/mypy producer spark_jobs devstack deploy
 
 unit: $(STAMP) ## pytest only
 	$(VENV)/bin/pytest
@@ -53,5 +53,21 @@ local-aws: $(STAMP) ## the local AWS endpoint alone (prints its URL)
 image: ## build the producer image (docker, or podman where no Docker engine runs)
 	$(if $(shell command -v docker 2>/dev/null),docker build,buildah bud --format docker --isolation chroot) -t crypto-pulse-producer .
 
-clean: ## remove the venv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var
+package: $(STAMP) ## build build/emr/ for EMR Serverless (DEPS=archive: venv-pack archive, needs PyPI)
+	$(PY) -m deploy package $(if $(DEPS),--deps $(DEPS))
+
+submit-job: $(STAMP) ## package, then start JOB=<job> on EMR Serverless (EMR_* variables; ARGS=job args)
+	@test -n "$(JOB)" || { echo "usage: make submit-job JOB=<job> [ARGS='...'] [DEPS=archive]" >&2; exit 2; }
+	$(PY) -m deploy package $(if $(DEPS),--deps $(DEPS))
+	$(PY) -m deploy submit --job $(JOB) $(if $(ARGS),-- $(ARGS))
+
+query: $(STAMP) ## run a saved Athena query (ddl/queries/) on the local tables: make query Q=<name> [LIMIT=N] [FORMAT=json]
+	@test -n "$(Q)" || { $(PY) -m spark_jobs.queries list; echo 'usage: make query Q=<name> [LIMIT=N] [FORMAT=table|json]'; exit 2; }
+	$(PY) -m spark_jobs.queries run $(Q) $(if $(LIMIT),--limit $(LIMIT)) $(if $(FORMAT),--format $(FORMAT))
+
+run-job: $(STAMP) ## run a streaming job locally against AWS_ENDPOINT_URL: make run-job JOB=<job> [ARGS=--until-drained]
+	@test -n "$(JOB)" || { echo "usage: make run-job JOB=<job> [ARGS='...']" >&2; exit 2; }
+	$(PY) -m spark_jobs.$(JOB) $(ARGS)
+
+clean: ## remove the venv, caches, build output and local state
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var build

@@ -11,6 +11,8 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.common.settings import JobSettings
 
+LAUNCHER_MASTER = "launcher"
+
 
 class JavaMissingError(RuntimeError):
     """Spark needs a Java 17+ runtime."""
@@ -52,7 +54,9 @@ def build_session(settings: JobSettings, app_name: str) -> SparkSession:
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         )
     conf.update(spark.conf)
-    builder = SparkSession.builder.appName(app_name).master(spark.master)
+    builder = SparkSession.builder.appName(app_name)
+    if spark.master != LAUNCHER_MASTER:  # under spark-submit (EMR) the launcher's master applies
+        builder = builder.master(spark.master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

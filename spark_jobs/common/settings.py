@@ -39,6 +39,7 @@ class StreamSettings(_Section):
 
 
 class SparkSettings(_Section):
+    # "launcher": leave the master to spark-submit (EMR); a master URL for local runs.
     master: str = "local[2]"
     shuffle_partitions: int = Field(default=2, ge=1)
     state_store: Literal["rocksdb", "hdfs"] = "rocksdb"
