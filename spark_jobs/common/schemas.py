@@ -33,19 +33,6 @@ RAW_KINESIS_RECORD = _fields(
     ("approximateArrivalTimestamp", TimestampType(), True),
 )
 
-# The unified trade event as it travels on the wire (SPEC §4): times are ISO strings there.
-UNIFIED_TRADE_JSON = _fields(
-    ("event_id", StringType(), True),
-    ("exchange", StringType(), True),
-    ("symbol", StringType(), True),
-    ("price", DoubleType(), True),
-    ("quantity", DoubleType(), True),
-    ("quote_volume", DoubleType(), True),
-    ("side", StringType(), True),
-    ("timestamp", StringType(), True),
-    ("ingestion_timestamp", StringType(), True),
-)
-
 # The unified trade after parsing: times are timestamps (µs, UTC). Also the `raw_trades` table.
 UNIFIED_TRADE = _fields(
     ("event_id", StringType(), True),
@@ -57,6 +44,15 @@ UNIFIED_TRADE = _fields(
     ("side", StringType(), True),
     ("timestamp", TimestampType(), True),
     ("ingestion_timestamp", TimestampType(), True),
+)
+
+# The unified trade event as it travels on the wire (SPEC §4): the same fields, times as ISO
+# strings.
+UNIFIED_TRADE_JSON = StructType(
+    [
+        StructField(f.name, StringType() if isinstance(f.dataType, TimestampType) else f.dataType)
+        for f in UNIFIED_TRADE.fields
+    ]
 )
 
 WINDOWED_AGGREGATE = _fields(
