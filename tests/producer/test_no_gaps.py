@@ -77,7 +77,6 @@ def test_every_trade_id_reaches_kinesis_across_disconnects_and_gaps(
         assert set(truth[exchange].protocol_closes) <= {"drop_fault", "client"}
         mine = final["exchanges"][exchange]
         assert mine["reconnects"] >= truth[exchange].drops
-        assert mine["gaps_detected"] >= 1 + truth[exchange].drops // 2
         assert mine["backfilled"] >= truth[exchange].trades_skipped
         assert sum(mine["rejected"].values()) >= truth[exchange].malformed_frames_sent
     assert truth["binance"].rest_429s == 1
