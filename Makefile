@@ -38,8 +38,8 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(STAMP) ## the pipeline on this machine: local AWS + exchange simulator + producer
-	$(PY) -m devstack.demo
+demo: $(STAMP) ## the whole pipeline on this machine, with a report (LIVE=1: the live exchanges; ARGS=...)
+	$(PY) -m devstack.demo $(if $(LIVE),--live) $(ARGS)
 
 run-producer: $(STAMP) ## the producer against whatever PRODUCER_*/AWS_* point at
 	$(PY) -m producer run
@@ -61,9 +61,12 @@ submit-job: $(STAMP) ## package, then start JOB=<job> on EMR Serverless (EMR_* v
 	$(PY) -m deploy package $(if $(DEPS),--deps $(DEPS))
 	$(PY) -m deploy submit --job $(JOB) $(if $(ARGS),-- $(ARGS))
 
-query: $(STAMP) ## run a saved Athena query (ddl/queries/) on the local tables: make query Q=<name> [LIMIT=N] [FORMAT=json]
-	@test -n "$(Q)" || { $(PY) -m spark_jobs.queries list; echo 'usage: make query Q=<name> [LIMIT=N] [FORMAT=table|json]'; exit 2; }
-	$(PY) -m spark_jobs.queries run $(Q) $(if $(LIMIT),--limit $(LIMIT)) $(if $(FORMAT),--format $(FORMAT))
+# DEMO=1: the tables of the last `make demo` (its own catalog, warehouse and raw zone).
+DEMO_TABLES := CRYPTO_PULSE_TABLES__CATALOG=crypto_pulse_demo CRYPTO_PULSE_TABLES__WAREHOUSE=var/demo/warehouse CRYPTO_PULSE_RAW_ZONE=var/demo/raw
+
+query: $(STAMP) ## run a saved Athena query (ddl/queries/) on the local tables: make query Q=<name> [LIMIT=N] [FORMAT=json] [DEMO=1]
+	@test -n "$(Q)" || { $(PY) -m spark_jobs.queries list; echo 'usage: make query Q=<name> [LIMIT=N] [FORMAT=table|json] [DEMO=1]'; exit 2; }
+	$(if $(DEMO),$(DEMO_TABLES)) $(PY) -m spark_jobs.queries run $(Q) $(if $(LIMIT),--limit $(LIMIT)) $(if $(FORMAT),--format $(FORMAT))
 
 run-job: $(STAMP) ## run a streaming job locally against AWS_ENDPOINT_URL: make run-job JOB=<job> [ARGS=--until-drained]
 	@test -n "$(JOB)" || { echo "usage: make run-job JOB=<job> [ARGS='...']" >&2; exit 2; }

@@ -1,10 +1,16 @@
 """The demo's report: one self-contained HTML file with inline SVG charts (no libraries, no
 network): per-minute volume with the anomalies marked, the spread over time with its threshold,
-and the whales on the price line. Pure: data in, text out."""
+and the whales on the price line. Pure: data in, text out.
+
+A `Chart` is line series, point markers (with a tooltip and an optional text label), an optional
+horizontal line (a threshold) and shaded time bands (e.g. the scripted events); its y axis starts
+at zero unless `y_from_zero` is off (prices), and may be logarithmic (`log_y`, volumes spanning
+decades)."""
 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +18,7 @@ from datetime import UTC, datetime
 WIDTH, HEIGHT = 900, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 20, 40
 COLORS = {"binance": "#f0b90b", "coinbase": "#1652f0", "alert": "#d62728", "threshold": "#888"}
+BAND_COLOR = "#9467bd"
 
 
 @dataclass
@@ -25,9 +32,20 @@ class Series:
 class Marker:
     at: datetime
     value: float
-    label: str
+    label: str  # the tooltip
     color: str = COLORS["alert"]
     radius: float = 5.0
+    text: str | None = None  # drawn beside the marker
+
+
+@dataclass
+class Band:
+    """A shaded time range, labelled at its top (e.g. a scripted event)."""
+
+    start: datetime
+    end: datetime
+    label: str
+    color: str = BAND_COLOR
 
 
 @dataclass
@@ -37,6 +55,9 @@ class Chart:
     series: list[Series]
     markers: list[Marker] = field(default_factory=list)
     hline: tuple[float, str] | None = None  # (value, label), e.g. a threshold
+    bands: list[Band] = field(default_factory=list)
+    y_from_zero: bool = True
+    log_y: bool = False  # values <= 0 are left out
 
 
 def _scale(value: float, low: float, high: float, out_low: float, out_high: float) -> float:
@@ -45,25 +66,84 @@ def _scale(value: float, low: float, high: float, out_low: float, out_high: floa
     return out_low + (value - low) * (out_high - out_low) / (high - low)
 
 
-def _fmt(value: float) -> str:
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if abs(value) >= 1e3:
-        return f"{value / 1e3:.1f}k"
-    return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
+def _decimals(step: float) -> int:
+    """Decimals that tell ticks `step` apart (steps are 1, 2 or 5 times a power of ten)."""
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def _fmt(value: float, step: float | None = None) -> str:
+    """A tick label: 1.5M, 250k, 2,995, 0.25; precise enough to tell ticks `step` apart
+    (default: the value's own magnitude, for decade ticks)."""
+    step = step or abs(value) or 1.0
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size and step >= size / 10:
+            return f"{value / size:.{_decimals(step / size)}f}{unit}"
+    return f"{value:,.{_decimals(step)}f}"
+
+
+def _nice_step(span: float, count: int = 5) -> float:
+    """The 1-2-5 step giving about `count` ticks over `span`."""
+    raw = span / count if span > 0 else 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * 0.999)
+
+
+def _linear_ticks(low: float, high: float) -> tuple[list[float], float]:
+    step = _nice_step(high - low)
+    first = math.ceil(low / step - 1e-9)
+    ticks: list[float] = []
+    while (tick := (first + len(ticks)) * step) <= high + step * 1e-9:
+        ticks.append(tick)
+    return ticks, step
+
+
+def _y_range(values: list[float], from_zero: bool) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    if from_zero:
+        return min(0.0, low), high * 1.08 or 1.0
+    pad = (high - low) * 0.08 or abs(high) * 0.01 or 1.0
+    return low - pad, high + pad
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 steps between 10**low and 10**high (exponents), at most about eight."""
+    ticks = []
+    for exponent in range(math.floor(low), math.ceil(high) + 1):
+        for step in (1, 2, 5) if high - low <= 3 else (1,):
+            value = math.log10(step) + exponent
+            if low <= value <= high:
+                ticks.append(value)
+    return ticks
 
 
 def svg_chart(chart: Chart) -> str:
     """One line chart as an SVG element."""
-    xs = [p[0].timestamp() for s in chart.series for p in s.points]
-    xs += [m.at.timestamp() for m in chart.markers]
-    ys = [p[1] for s in chart.series for p in s.points] + [m.value for m in chart.markers]
-    if chart.hline:
-        ys.append(chart.hline[0])
+    log_y = chart.log_y
+
+    def keep(value: float) -> bool:
+        return value > 0 or not log_y
+
+    def level(value: float) -> float:
+        return math.log10(value) if log_y else value
+
+    series = [
+        Series(s.name, [(t, level(v)) for t, v in s.points if keep(v)], s.color)
+        for s in chart.series
+    ]
+    markers = [m for m in chart.markers if keep(m.value)]
+    hline = chart.hline if chart.hline and keep(chart.hline[0]) else None
+    xs = [p[0].timestamp() for s in series for p in s.points]
+    xs += [m.at.timestamp() for m in markers]
+    ys = [p[1] for s in series for p in s.points] + [level(m.value) for m in markers]
+    if hline:
+        ys.append(level(hline[0]))
     if not xs:
         return f'<svg width="{WIDTH}" height="60"><text x="10" y="30">no data</text></svg>'
     x_low, x_high = min(xs), max(xs)
-    y_low, y_high = min(0.0, min(ys)), max(ys) * 1.08 or 1.0
+    if log_y:
+        y_low, y_high = float(math.floor(min(ys))), max(ys) + 0.1
+    else:
+        y_low, y_high = _y_range(ys, chart.y_from_zero)
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
 
@@ -74,16 +154,35 @@ def svg_chart(chart: Chart) -> str:
         return _scale(v, y_low, y_high, bottom, top)
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="100%" style="max-width:{WIDTH}px" '
         f'role="img" aria-label="{html.escape(chart.title)}">'
     ]
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>')
     parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>')
-    for i in range(5):
-        value = y_low + (y_high - y_low) * i / 4
+    for index, band in enumerate(chart.bands):
+        start = max(x(band.start.timestamp()), left)
+        end = min(x(band.end.timestamp()), right)
+        if end <= start:
+            continue
+        parts.append(
+            f'<rect x="{start:.1f}" y="{top}" width="{end - start:.1f}" '
+            f'height="{bottom - top}" fill="{band.color}" fill-opacity="0.12">'
+            f"<title>{html.escape(band.label)}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{start + 3:.1f}" y="{top + 26 + 12 * index}" font-size="10" '
+            f'fill="{band.color}">{html.escape(band.label)}</text>'
+        )
+    if log_y:
+        y_ticks, step = _log_ticks(y_low, y_high), None
+    else:
+        y_ticks, step = _linear_ticks(y_low, y_high)
+    for value in y_ticks:
+        shown = _fmt(10**value) if log_y else _fmt(value, step)
         parts.append(
             f'<text x="{left - 6}" y="{y(value) + 4:.1f}" font-size="11" '
-            f'text-anchor="end">{_fmt(value)}</text>'
+            f'text-anchor="end">{shown}</text>'
         )
         parts.append(
             f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
@@ -101,8 +200,8 @@ def svg_chart(chart: Chart) -> str:
         f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})" text-anchor="middle">'
         f"{html.escape(chart.y_label)}</text>"
     )
-    if chart.hline:
-        value, label = chart.hline
+    if hline:
+        value, label = level(hline[0]), hline[1]
         parts.append(
             f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
             f'stroke="{COLORS["threshold"]}" stroke-dasharray="6 4"/>'
@@ -111,22 +210,32 @@ def svg_chart(chart: Chart) -> str:
             f'<text x="{right - 4}" y="{y(value) - 4:.1f}" font-size="11" '
             f'text-anchor="end" fill="{COLORS["threshold"]}">{html.escape(label)}</text>'
         )
-    for legend, series in enumerate(chart.series):
-        points = sorted(series.points)
+    legend_x = left + 10
+    for line in series:
+        points = sorted(line.points)
         path = " ".join(f"{x(p[0].timestamp()):.1f},{y(p[1]):.1f}" for p in points)
         parts.append(
-            f'<polyline fill="none" stroke="{series.color}" stroke-width="1.5" points="{path}"/>'
+            f'<polyline fill="none" stroke="{line.color}" stroke-width="1.5" points="{path}"/>'
         )
         parts.append(
-            f'<text x="{left + 10 + 110 * legend}" y="{top + 4}" font-size="12" '
-            f'fill="{series.color}">■ {html.escape(series.name)}</text>'
+            f'<text x="{legend_x}" y="{top + 4}" font-size="12" '
+            f'fill="{line.color}">■ {html.escape(line.name)}</text>'
         )
-    for marker in chart.markers:
+        legend_x += 30 + 7 * len(line.name)
+    for marker in markers:
+        cx, cy = x(marker.at.timestamp()), y(level(marker.value))
         parts.append(
-            f'<circle cx="{x(marker.at.timestamp()):.1f}" cy="{y(marker.value):.1f}" '
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" '
             f'r="{marker.radius}" fill="{marker.color}" fill-opacity="0.8">'
             f"<title>{html.escape(marker.label)}</title></circle>"
         )
+        if marker.text:
+            anchor = "end" if cx > right - 80 else "start"
+            dx = -(marker.radius + 3) if anchor == "end" else marker.radius + 3
+            parts.append(
+                f'<text x="{cx + dx:.1f}" y="{cy - 3:.1f}" font-size="11" '
+                f'text-anchor="{anchor}" fill="{marker.color}">{html.escape(marker.text)}</text>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
