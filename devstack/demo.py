@@ -330,8 +330,11 @@ def demo_settings(workdir: Path, live: bool) -> JobSettings:
             "state_store": "rocksdb",
             "conf": {
                 "spark.ui.showConsoleProgress": "false",
-                # A few minutes of JVM: the C2 compiler would cost more CPU than it saves.
-                "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -XX:TieredStopAtLevel=1",
+                # A few minutes of JVM: the C2 compiler would cost more CPU than it saves. C1
+                # alone gets a 48 MB code cache by default, which the four jobs fill.
+                "spark.driver.extraJavaOptions": (
+                    "-Duser.timezone=UTC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+                ),
             },
         },
         streaming={
@@ -484,25 +487,30 @@ class ProducerProcess:
 
 
 @contextlib.contextmanager
-def stderr_into(path: Path) -> Iterator[None]:
-    """Point file descriptor 2 at `path` while the block runs: a child started inside (the
-    Spark JVM, and through it the Python workers) keeps writing its log there for good."""
+def output_into(path: Path) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at `path` while the block runs: a child started inside
+    (the Spark JVM, and through it the Python workers) keeps writing its output there for good,
+    not between the demo's progress lines."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     try:
         with path.open("ab") as log:
-            os.dup2(log.fileno(), 2)
+            for fd in saved:
+                os.dup2(log.fileno(), fd)
         yield
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def start_spark(settings: JobSettings, log_path: Path) -> SparkSession:
     from spark_jobs.common.session import build_session
 
-    with stderr_into(log_path):
+    with output_into(log_path):
         spark = build_session(settings, "crypto-pulse-demo")
         spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -230,7 +230,8 @@ def svg_chart(chart: Chart) -> str:
             f"<title>{html.escape(marker.label)}</title></circle>"
         )
         if marker.text:
-            anchor = "end" if cx > right - 80 else "start"
+            # About 6.5 px a character at 11 px: a label that would pass the right edge goes left.
+            anchor = "end" if cx + marker.radius + 3 + 6.5 * len(marker.text) > right else "start"
             dx = -(marker.radius + 3) if anchor == "end" else marker.radius + 3
             parts.append(
                 f'<text x="{cx + dx:.1f}" y="{cy - 3:.1f}" font-size="11" '
