@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from devstack.aws import LocalAws
 from spark_jobs.common.session import build_session
 from spark_jobs.common.settings import JobSettings, load_job_settings
+from tests.spark_jobs.jvm import SPARK_CONF
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,12 @@ def spark_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def job_settings(spark_tmp: Path) -> JobSettings:
     """The repository's config/pipeline.yaml with every path under a temporary folder."""
     return load_job_settings(
-        spark={"master": "local[2]", "shuffle_partitions": 1, "state_store": "rocksdb"},
+        spark={
+            "master": "local[2]",
+            "shuffle_partitions": 1,
+            "state_store": "rocksdb",
+            "conf": SPARK_CONF,
+        },
         streaming={
             "watermark_s": 120,
             "trigger_interval_s": 0,

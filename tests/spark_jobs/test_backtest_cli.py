@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.spark_jobs.jvm import SPARK_CONF_ENV
 from tests.spark_jobs.test_jobs import event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ def test_whale_backtest_writes_each_output_as_json_lines(tmp_path: Path) -> None
             "PYTHONPATH": str(ROOT),
             "PYSPARK_PYTHON": sys.executable,
             "CRYPTO_PULSE_METRICS__CLOUDWATCH": "false",
+            "CRYPTO_PULSE_SPARK__CONF": SPARK_CONF_ENV,
         },
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -34,6 +34,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from devstack.provision import ensure_alerts_table, ensure_stream
 from spark_jobs.common.dynamodb import iso_utc
 from spark_jobs.common.settings import REPO_ROOT, JobSettings, load_job_settings
+from tests.spark_jobs.jvm import SPARK_CONF
 from tests.spark_jobs.test_jobs import event, put, table_rows
 
 # Generous: a busy machine slows Spark a lot (a JVM start and a first batch can take a minute).
@@ -275,7 +276,7 @@ def crash_stack(
         "TABLES__WAREHOUSE": str(tmp_path / "warehouse"),
         "ALERTS__DYNAMODB_TABLE": f"alerts-{suffix}",
         "SPARK__SHUFFLE_PARTITIONS": "1",
-        "SPARK__CONF": json.dumps({"spark.ui.showConsoleProgress": "false"}),
+        "SPARK__CONF": json.dumps({"spark.ui.showConsoleProgress": "false", **SPARK_CONF}),
         "METRICS__CLOUDWATCH": "false",  # not under test; fewer calls to the local endpoint
     }
     for key, value in overrides.items():
