@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt constraints.txt
 export PYTHONPATH := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck unit format demo run-producer simulator local-aws image package submit-job query run-job clean
+.PHONY: help venv test lint typecheck unit format demo bench run-producer simulator local-aws image package submit-job query run-job clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ lint: $(STAMP) ## ruff check, ruff format --check, hadolint
 	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: $(STAMP) ## mypy (strict on producer/ and spark_jobs/)
-	$(VENV)/bin/mypy producer spark_jobs devstack deploy
+	$(VENV)/bin/mypy producer spark_jobs devstack deploy bench
 
 unit: $(STAMP) ## pytest only
 	$(VENV)/bin/pytest
@@ -40,6 +40,13 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 demo: $(STAMP) ## the whole pipeline on this machine, with a report (LIVE=1: the live exchanges; ARGS=...)
 	$(PY) -m devstack.demo $(if $(LIVE),--live) $(ARGS)
+
+bench: $(STAMP) ## benchmarks -> bench/results.json, bench/RESULTS.md (ARGS='--only producer --repeat 5')
+	@cmp -s requirements-bench.txt $(VENV)/.bench-installed || { \
+		$(PY) -m pip install --quiet -r requirements-bench.txt -c constraints.txt \
+		&& cp requirements-bench.txt $(VENV)/.bench-installed \
+		|| echo "bench: some of requirements-bench.txt did not install; their figures will be null" >&2; }
+	$(PY) -m bench $(ARGS)
 
 run-producer: $(STAMP) ## the producer against whatever PRODUCER_*/AWS_* point at
 	$(PY) -m producer run

@@ -16,7 +16,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -91,6 +90,8 @@ class BaseConnector(ABC):
         self.trackers: dict[str, TradeIdTracker] = {
             p: TradeIdTracker() for p in exchange.products()
         }
+        # canonical symbol -> this exchange's product (the tracker key of a trade)
+        self._products = exchange.symbols.natives_by_symbol(exchange.name)
         self._catch_up: set[str] = set()  # products to re-read from REST after a reconnect
         self._backfill_wanted = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -215,15 +216,25 @@ class BaseConnector(ABC):
                     self.counters.stale_reconnects += 1
                     raise _Reconnect(f"stale: no frame for {stale_after} s") from None
                 continue
-            self._last_frame_at = self.clock()
-            await self._handle(self.normalize(frame))
+            await self.on_frame(frame)
 
-    async def _handle(self, parsed: Parsed) -> None:
+    async def on_frame(self, frame: bytes | str) -> None:
+        """One frame off the WebSocket: normalize it, act on what it means, emit its trade."""
+        self._last_frame_at = self.clock()
+        trade = self._handle(self.normalize(frame))
+        if trade is not None:
+            assert self._emit is not None
+            await self._emit(trade)
+
+    def _handle(self, parsed: Parsed) -> TradeEvent | None:
+        """Act on what a frame means; returns the trade to publish, if there is one. (Not a
+        coroutine: one await a trade, on the emit, is all the hot path pays for.)"""
         if isinstance(parsed, TradeEvent):
-            self.counters.received += 1
-            self.counters.last_trade_lag_ms = _lag_ms(parsed)
-            await self._accept(parsed, backfill=False)
-        elif isinstance(parsed, Heartbeat):
+            counters = self.counters
+            counters.received += 1
+            counters.last_trade = parsed
+            return parsed if self._admit(parsed, backfill=False) else None
+        if isinstance(parsed, Heartbeat):
             tracker = self.trackers.get(parsed.product)
             if tracker is not None and tracker.observe_latest(parsed.last_trade_id):
                 self._gap_found(parsed.product)
@@ -241,28 +252,36 @@ class BaseConnector(ABC):
             raise ExchangeProtocolError(f"exchange error: {parsed.message} ({parsed.reason})")
         elif isinstance(parsed, Control):
             pass  # acks and other channels carry nothing to publish
+        return None
 
     async def _accept(self, trade: TradeEvent, *, backfill: bool) -> None:
         """Publish `trade` unless its id was already published; note gaps it reveals."""
+        if self._admit(trade, backfill=backfill):
+            assert self._emit is not None
+            await self._emit(trade)
+
+    def _admit(self, trade: TradeEvent, *, backfill: bool) -> bool:
+        """True when `trade` is to be published (its id is new); counts and notes gaps."""
         product = self.native_product(trade)
-        tracker = self.trackers.setdefault(product, TradeIdTracker())
+        tracker = self.trackers.get(product)
+        if tracker is None:
+            tracker = self.trackers[product] = TradeIdTracker()
         gaps_before = len(tracker.missing)
         if not tracker.accept(trade.trade_id):
             if backfill:
                 self.counters.backfill_overlap += 1
             else:
                 self.counters.duplicates += 1
-            return
+            return False
         if backfill:
             self.counters.backfilled += 1
         elif len(tracker.missing) > gaps_before:
             self._gap_found(product)
-        assert self._emit is not None
-        await self._emit(trade)
+        return True
 
-    @abstractmethod
     def native_product(self, trade: TradeEvent) -> str:
         """The exchange product a trade belongs to (tracker key)."""
+        return self._products[trade.symbol]
 
     def _gap_found(self, product: str) -> None:
         self.counters.gaps_detected += 1
@@ -375,15 +394,6 @@ def _retry_after_s(header: str | None, default: float = 1.0) -> float:
         return default
 
 
-def _lag_ms(trade: TradeEvent) -> float | None:
-    try:
-        traded = datetime.fromisoformat(trade.timestamp)
-        ingested = datetime.fromisoformat(trade.ingestion_timestamp)
-    except ValueError:
-        return None
-    return (ingested - traded).total_seconds() * 1000
-
-
 class BinanceConnector(BaseConnector):
     """Binance spot: combined trade streams; server pings are answered by the WebSocket layer;
     the connection is replaced before Binance's 24 h limit; outbound messages stay under 5/s."""
@@ -435,9 +445,6 @@ class BinanceConnector(BaseConnector):
         """Send a control message, paced under Binance's incoming-message limit."""
         await asyncio.sleep(self._outbound.reserve())
         await ws.send(orjson.dumps(message).decode())
-
-    def native_product(self, trade: TradeEvent) -> str:
-        return self.exchange.symbols.products[trade.symbol]["binance"]
 
     async def fetch_range(self, product: str, low: int, high: int | None) -> None:
         limit = Binance.rest_page_limit
@@ -528,13 +535,13 @@ class CoinbaseConnector(BaseConnector):
                         raise ExchangeProtocolError(
                             f"subscribe refused: {parsed.message} ({parsed.reason})"
                         )
-                    await self._handle(parsed)
+                    trade = self._handle(parsed)
+                    if trade is not None:
+                        assert self._emit is not None
+                        await self._emit(trade)
         except BaseException:
             await ws.close()
             raise
-
-    def native_product(self, trade: TradeEvent) -> str:
-        return self.exchange.symbols.products[trade.symbol]["coinbase"]
 
     async def latest_trade_id(self, product: str) -> int | None:
         body, _ = await self._get(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import orjson
 
@@ -12,10 +13,14 @@ EXCHANGES = ("binance", "coinbase")
 SIDES = ("buy", "sell")
 
 
-@dataclass(frozen=True, slots=True)
-class TradeEvent:
+class TradeEvent(NamedTuple):
     """One trade, normalized. `trade_id` is the exchange's per-product id (not serialized: it is
-    already part of `event_id`) and drives gap detection."""
+    already part of `event_id`) and drives gap detection.
+
+    Immutable like a frozen dataclass, but built ~6x faster: a frozen dataclass sets each field
+    through `object.__setattr__`, which was the largest single cost of normalizing a frame
+    (bench/RESULTS.md). Fields are positional in this order.
+    """
 
     exchange: str
     symbol: str
@@ -35,16 +40,17 @@ class TradeEvent:
         return self.price * self.quantity
 
     def to_dict(self) -> dict[str, object]:
+        exchange, symbol, trade_id, price, quantity, side, timestamp, ingestion_timestamp = self
         return {
-            "event_id": self.event_id,
-            "exchange": self.exchange,
-            "symbol": self.symbol,
-            "price": self.price,
-            "quantity": self.quantity,
-            "quote_volume": self.quote_volume,
-            "side": self.side,
-            "timestamp": self.timestamp,
-            "ingestion_timestamp": self.ingestion_timestamp,
+            "event_id": f"{exchange}:{symbol}:{trade_id}",
+            "exchange": exchange,
+            "symbol": symbol,
+            "price": price,
+            "quantity": quantity,
+            "quote_volume": price * quantity,
+            "side": side,
+            "timestamp": timestamp,
+            "ingestion_timestamp": ingestion_timestamp,
         }
 
     def to_json(self) -> bytes:
@@ -65,5 +71,10 @@ def _iso_seconds(seconds: int) -> str:
 
 
 def utc_now_iso() -> str:
-    """The producer's clock, ISO 8601 UTC with microseconds and `Z`."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The producer's clock, ISO 8601 UTC with microseconds and `Z`.
+
+    `datetime.now(UTC).strftime(...)` to the character (the clock truncated to the microsecond),
+    at a quarter of its cost: this runs once per frame.
+    """
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return f"{_iso_seconds(seconds)}.{nanos // 1000:06d}Z"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from producer.events import TradeEvent
 
 
 @dataclass
@@ -22,8 +25,35 @@ class ExchangeCounters:
     rest_rate_limited: int = 0  # 429/418 answers honoured with Retry-After
     rejected: Counter[str] = field(default_factory=Counter)  # malformed frames by reason
     skipped: Counter[str] = field(default_factory=Counter)  # well-formed, not published
-    last_trade_lag_ms: float | None = None  # ingestion time - trade time of the latest trade
     connected: bool = False
+    # The latest live trade; its lag is worked out when read, not for every trade.
+    last_trade: TradeEvent | None = field(default=None, repr=False)
+
+    @property
+    def last_trade_lag_ms(self) -> float | None:
+        """Ingestion time - trade time of the latest live trade."""
+        return None if self.last_trade is None else trade_lag_ms(self.last_trade)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able view."""
+        special = ("rejected", "skipped", "connected", "last_trade")
+        return {
+            **{k: v for k, v in vars(self).items() if k not in special},
+            "last_trade_lag_ms": self.last_trade_lag_ms,
+            "connected": self.connected,
+            "rejected": dict(self.rejected),
+            "skipped": dict(self.skipped),
+        }
+
+
+def trade_lag_ms(trade: TradeEvent) -> float | None:
+    """Milliseconds between the exchange's trade time and the producer's ingestion time."""
+    try:
+        traded = datetime.fromisoformat(trade.timestamp)
+        ingested = datetime.fromisoformat(trade.ingestion_timestamp)
+    except ValueError:
+        return None
+    return (ingested - traded).total_seconds() * 1000
 
 
 @dataclass
@@ -41,14 +71,7 @@ class ProducerCounters:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able view; totals first, then per exchange."""
-        per_exchange = {
-            name: {
-                **{k: v for k, v in vars(c).items() if k not in ("rejected", "skipped")},
-                "rejected": dict(c.rejected),
-                "skipped": dict(c.skipped),
-            }
-            for name, c in self.exchanges.items()
-        }
+        per_exchange = {name: c.as_dict() for name, c in self.exchanges.items()}
         total = {
             key: sum(int(getattr(c, key)) for c in self.exchanges.values())
             for key in ("received", "duplicates", "backfilled", "gaps_detected", "reconnects")

@@ -150,10 +150,9 @@ class KinesisPublisher:
                         done = True
                         break
                     record = to_record(event)
-                    if not batcher.fits(record):
+                    if not batcher.try_add(record):
                         held = record
                         break
-                    batcher.add(record)
                 self.counters.queue_depth = queue.qsize()
                 await self._slots.acquire()
                 requests.create_task(self._send(batcher.take()))

@@ -34,7 +34,14 @@ def kinesis_client(settings: ProducerSettings) -> KinesisClient:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32)
+    # No client-side parameter validation: the publisher builds every request itself, Kinesis
+    # validates them anyway, and walking 500 entries per PutRecords was a third of the
+    # publisher's CPU (bench/RESULTS.md).
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=32,
+        parameter_validation=False,
+    )
     return boto3.client("kinesis", region_name=settings.aws_region, config=config)
 
 

@@ -86,6 +86,14 @@ class SymbolMap:
         """The canonical symbol for an exchange's product, or None if it is not mapped."""
         return self._reverse.get(exchange, {}).get(native.upper())
 
+    def reverse(self, exchange: str) -> dict[str, str]:
+        """native product (upper case) -> canonical symbol, for one exchange (a copy)."""
+        return dict(self._reverse.get(exchange, {}))
+
+    def natives_by_symbol(self, exchange: str) -> dict[str, str]:
+        """canonical symbol -> the exchange's native product, for the symbols it lists."""
+        return {s: p[exchange] for s, p in self.products.items() if exchange in p}
+
     def natives(self, exchange: str) -> list[str]:
         """Every native product configured for `exchange`, in configuration order."""
         return [p[exchange] for p in self.products.values() if exchange in p]

@@ -69,7 +69,7 @@ def positive_decimal(text: Any) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value > 0 and math.isfinite(value) else None
+    return value if 0.0 < value < math.inf else None  # NaN fails both comparisons
 
 
 def frame_text(frame: bytes | str, limit: int = 500) -> str:
@@ -93,11 +93,15 @@ class Exchange(ABC):
     def __init__(self, symbols: SymbolMap, *, all_products: bool = False) -> None:
         self.symbols = symbols
         self.all_products = all_products
+        # native product (upper case) -> canonical symbol, for this exchange: one lookup a trade.
+        self._canonical = symbols.reverse(self.name)
 
     def resolve(self, native: str) -> str | None:
-        canonical = self.symbols.canonical(self.name, native)
-        if canonical is None and self.all_products:
-            return self.derive_symbol(native)
+        canonical = self._canonical.get(native)  # frames name products in upper case already
+        if canonical is None:
+            canonical = self._canonical.get(native.upper())
+            if canonical is None and self.all_products:
+                return self.derive_symbol(native)
         return canonical
 
     def products(self) -> list[str]:

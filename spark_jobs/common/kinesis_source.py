@@ -28,9 +28,10 @@ an identical offset and Spark plans no batch):
 - `latestOffset()` lists the shards (new children join at TRIM_HORIZON), then reads ahead with
   GetRecords from the current position of each readable shard, at most
   `kinesis.maxFetchRecordsPerShard` per shard and `kinesis.maxRecordsPerBatch` in all (shared
-  fairly), and returns where it stopped. A shard is readable when none of its tracked parents is
-  unfinished *at the batch's start*, so a parent's records are always in earlier batches than its
-  children's: per-partition-key order holds across a reshard.
+  fairly), up to the first page at the shard's tip (`MillisBehindLatest` 0), and returns where
+  it stopped. A shard is readable when none of its tracked parents is unfinished *at the batch's
+  start*, so a parent's records are always in earlier batches than its children's:
+  per-partition-key order holds across a reshard.
 - `partitions(start, end)` makes one partition per shard with records in (start, end]; `read()`
   replays exactly those with AT_/AFTER_SEQUENCE_NUMBER iterators, so a batch re-run after a crash
   yields the same rows. Nothing is ever emitted from a LATEST position: a Kinesis LATEST iterator
@@ -818,12 +819,16 @@ def read_ahead(
         if page.next_iterator is None or (closed and page.caught_up and not page.records):
             finished = True
             break
-        # Only an empty page proves the tip: MillisBehindLatest is a time, and records put in
-        # the same millisecond as the last one returned read as "0 behind".
         if not page.records:
             empty_pages += 1
             if page.caught_up or empty_pages >= MAX_EMPTY_PAGES:
                 break
+        elif page.caught_up:
+            # At the tip when the page was served: the batch ends here. Waiting for an empty
+            # page instead never ends on a busy stream (a producer putting every 100 ms fills
+            # every page 200 ms apart), and no batch would ever be planned. Records put since,
+            # or in the same millisecond (which also reads as "0 behind"), are the next batch's.
+            break
     end = replace(cursor.offset, finished=True) if finished else cursor.offset
     return ReadAhead(end, count, None if finished else cursor.iterator, children)
 

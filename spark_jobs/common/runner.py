@@ -84,9 +84,9 @@ class AlertRouter:
         return self._sinks[table]
 
     def route(self, outputs: dict[str, DataFrame], alerts: DataFrame, batch_id: int) -> int:
-        """Write one micro-batch; returns the number of alerts in it."""
-        for table, rows in outputs.items():
-            self.sink(table).append(rows, batch_id)
+        """Write one micro-batch; returns the number of alerts in it. The alerts go to DynamoDB
+        first: the hot path does not wait for the Iceberg commits (every sink is idempotent per
+        batch, so their order does not matter to a replay)."""
         # Persisted: DynamoDB and Iceberg get the very same rows (detected_at included).
         alerts = alerts.persist()
         try:
@@ -95,20 +95,29 @@ class AlertRouter:
                 now = self.now()
                 items = [alert_item(r, self.settings.alerts.ttl_days, now) for r in alert_rows]
                 put_alerts(self.dynamodb, self.settings.alerts.dynamodb_table, items)
+            for table, rows in outputs.items():
+                self.sink(table).append(rows, batch_id)
+            if alert_rows:
                 self.sink(ALERTS).append(alerts, batch_id)
         finally:
             alerts.unpersist()
         return len(alert_rows)
 
 
+# Where a streaming job reads raw records (`schemas.RAW_KINESIS_RECORD` columns) from.
+Source = Callable[[SparkSession, JobSettings], DataFrame]
+
+
 @dataclass
 class StreamingJob:
-    """The two queries of a streaming job, started and awaited together."""
+    """The two queries of a streaming job, started and awaited together. `source` is the stream
+    (`read_stream`); the benchmark swaps in a file stream to price the Kinesis source."""
 
     spark: SparkSession
     settings: JobSettings
     job: str
     detector: BaseDetector | None
+    source: Source = read_stream
 
     def drain(self) -> None:
         """Run until everything the stream holds now is processed (windows the watermark closes
@@ -131,7 +140,7 @@ class StreamingJob:
                 StreamingMetricsListener(client("cloudwatch", settings), settings, self.job)
             )
         checker = DataQualityChecker(settings, self.job)
-        trades = parse_trades(read_stream(self.spark, settings))
+        trades = parse_trades(self.source(self.spark, settings))
         queries = [self._quality_query(trades, checker, catalog, available_now)]
         if self.detector is not None:
             queries.append(self._detect_query(trades, checker, catalog, available_now))

@@ -473,6 +473,36 @@ def test_reshard_as_kinesis_reports_it_reads_parent_to_its_end_before_children()
     assert third["shardId-000000000000"]["finished"] is True  # kept, marked finished
 
 
+class BusyKinesis(ScriptedKinesis):
+    """A shard whose producer never pauses: a new record lands after every GetRecords page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pages = 0
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        answer = super().get_records(ShardIterator, Limit)
+        self.pages += 1
+        self.put(ShardIterator.split("|")[0], f"a-{100 + self.pages}")
+        return answer
+
+
+def test_a_busy_stream_still_gets_batches_that_end_at_the_tip() -> None:
+    kinesis = BusyKinesis()
+    kinesis.add_shard("s")
+    kinesis.put("s", "a-1", "a-2")
+    reader = scripted_reader(kinesis)
+    first = reader.latestOffset()
+    # The page at the tip ends the batch, though the next record landed right after it.
+    assert kinesis.pages == 1
+    assert read_batch_rows(reader, reader.initialOffset(), first) == ["a-1", "a-2"]
+    # The replay's page brought a-102: the next read-ahead takes both in one page, then stops.
+    pages = kinesis.pages
+    second = reader.latestOffset()
+    assert kinesis.pages == pages + 1
+    assert read_batch_rows(reader, first, second) == ["a-101", "a-102"]
+
+
 def test_throttling_is_retried_with_capped_backoff() -> None:
     kinesis = ScriptedKinesis()
     kinesis.add_shard("s")

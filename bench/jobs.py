@@ -1,0 +1,320 @@
+"""The Spark jobs' figures: each detector job draining trades already on the local stream, the
+same job reading the same trades from files, and the emulator's own read rate.
+
+Every run is the job as it ships (`StreamingJob`: the quality query and the detect query, each
+reading the source, with their sinks: DLQ, Iceberg, DynamoDB) on `local[2]`, from a fresh
+checkpoint, timed from `start()` to the end of `processAllAvailable()` on both queries. The
+session is started once, before any timing; the Iceberg tables and the alerts table of each run
+are created before its clock starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bench import frames as market
+from bench.measure import Figure, Section, ratios
+from devstack.aws import LocalAws
+from devstack.provision import ensure_alerts_table, ensure_iceberg, ensure_stream
+from producer.batching import Record
+from spark_jobs.common.kinesis_source import read_stream
+from spark_jobs.common.registry import load_registry
+from spark_jobs.common.runner import Source, StreamingJob
+from spark_jobs.common.session import build_session
+from spark_jobs.common.settings import JobSettings, load_job_settings
+
+JOBS = ("whale_detector", "volume_anomaly", "spread_calculator")
+FIGURE_KEYS = {
+    "whale_detector": "whale_job_events_per_s",
+    "volume_anomaly": "volume_job_events_per_s",
+    "spread_calculator": "spread_job_events_per_s",
+}
+JOB_TRADES = 50_000  # moto serves ~6 000 records/s: more makes `make bench` too long
+SHARDS = 2  # as `make demo` provisions
+RECORDS_PER_BATCH = 100_000  # config/pipeline.yaml's stream.max_records_per_batch
+FILE_LINES = 25_000  # the file source's batches: RECORDS_PER_BATCH / FILE_LINES files each
+STREAM = "bench-trades"
+DURATION_KEYS = (
+    "latestOffset",
+    "getBatch",
+    "queryPlanning",
+    "addBatch",
+    "walCommit",
+    "commitOffsets",
+    "triggerExecution",
+)
+
+
+@dataclass
+class JobRun:
+    seconds: float
+    input_rows: dict[str, int]  # per query
+    durations_ms: dict[str, dict[str, int]]  # per query: durationMs summed over its batches
+    batches: dict[str, int]
+
+
+class JobBench:
+    """The stack of the job benchmarks: one moto server, one stream loaded once, one session."""
+
+    def __init__(self, workdir: Path, records: list[Record]) -> None:
+        self.workdir = workdir
+        self.records = records
+        self.aws = LocalAws(log_path=workdir / "moto.log")
+        self.spark: SparkSession | None = None
+        self.files = workdir / "trades"
+
+    def __enter__(self) -> JobBench:
+        shutil.rmtree(self.workdir, ignore_errors=True)  # earlier runs' checkpoints and tables
+        self.workdir.mkdir(parents=True)
+        self.aws.start()
+        # Python workers inherit the environment of the moment the session starts.
+        os.environ.update(self.aws.env())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.spark is not None:
+            self.spark.stop()
+            self.spark = None
+        self.aws.stop()
+
+    @property
+    def region(self) -> str:
+        return self.aws.env()["AWS_REGION"]
+
+    def load_stream(self) -> float:
+        """Put every record on the stream (PutRecords, 500 a call); returns records/s."""
+        kinesis = boto3.client("kinesis", region_name=self.region)
+        ensure_stream(kinesis, STREAM, shards=SHARDS)
+        start = time.perf_counter()
+        for index in range(0, len(self.records), 500):
+            chunk = self.records[index : index + 500]
+            entries: Any = [{"Data": r.data, "PartitionKey": r.partition_key} for r in chunk]
+            response = kinesis.put_records(StreamName=STREAM, Records=entries)
+            if response["FailedRecordCount"]:
+                raise RuntimeError(f"moto refused {response['FailedRecordCount']} records")
+        return len(self.records) / (time.perf_counter() - start)
+
+    def write_files(self) -> int:
+        """The same records as JSON lines, `FILE_LINES` a file; returns the number of files."""
+        self.files.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for index in range(0, len(self.records), FILE_LINES):
+            chunk = self.records[index : index + FILE_LINES]
+            path = self.files / f"part-{count:05d}.jsonl"
+            path.write_bytes(b"".join(r.data + b"\n" for r in chunk))
+            count += 1
+        return count
+
+    def read_stream_once(self) -> float:
+        """The emulator floor: every record read back with a bare GetRecords loop (10 000 a
+        call, shard after shard); returns records/s."""
+        kinesis = boto3.client("kinesis", region_name=self.region)
+        start = time.perf_counter()
+        total = 0
+        for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+            iterator = kinesis.get_shard_iterator(
+                StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                total += len(page["Records"])
+                if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        seconds = time.perf_counter() - start
+        if total != len(self.records):
+            raise RuntimeError(f"read {total} records back, put {len(self.records)}")
+        return total / seconds
+
+    def settings(self, run_dir: Path, alerts_table: str) -> JobSettings:
+        """The shipped configuration (config/pipeline.yaml) with every path in `run_dir`; the
+        trigger as fast as it goes, CloudWatch off (one session runs every job in turn)."""
+        return load_job_settings(
+            symbols=market.symbol_map(),
+            stream={
+                "name": STREAM,
+                "starting_position": "TRIM_HORIZON",
+                "max_records_per_batch": RECORDS_PER_BATCH,
+            },
+            spark={"conf": {"spark.ui.showConsoleProgress": "false"}},
+            streaming={"trigger_interval_s": 0, "checkpoint_root": str(run_dir / "checkpoints")},
+            raw_zone=str(run_dir / "raw"),
+            tables={
+                "catalog": "crypto_pulse_bench",
+                "namespace": "crypto_pulse",
+                "warehouse": str(run_dir / "warehouse"),
+            },
+            alerts={"dynamodb_table": alerts_table},
+            metrics={"cloudwatch": False},
+        )
+
+    def session(self, settings: JobSettings) -> SparkSession:
+        if self.spark is None:
+            self.spark = build_session(settings, "crypto-pulse-bench")
+            self.spark.sparkContext.setLogLevel("ERROR")
+        return self.spark
+
+    def run(self, job: str, source_name: str) -> JobRun:
+        """One timed run of `job` over every record, from `source_name` (kinesis | files)."""
+        tag = f"{job}-{source_name}-{uuid.uuid4().hex[:6]}"
+        run_dir = self.workdir / "runs" / tag
+        settings = self.settings(run_dir, f"bench-alerts-{tag}")
+        spark = self.session(settings)
+        ensure_alerts_table(
+            boto3.client("dynamodb", region_name=self.region), f"bench-alerts-{tag}"
+        )
+        ensure_iceberg(settings)
+        source: Source = read_stream
+        if source_name == "files":
+            source = file_source(str(self.files), RECORDS_PER_BATCH // FILE_LINES)
+        streaming = StreamingJob(spark, settings, job, load_registry().by_job(job), source)
+        start = time.perf_counter()
+        queries = streaming.start()
+        try:
+            for query in queries:
+                query.processAllAvailable()
+            seconds = time.perf_counter() - start
+            progress = {str(q.name): list(q.recentProgress) for q in queries}
+        finally:
+            for query in queries:
+                query.stop()
+        quality = next(name for name in progress if name.endswith("-quality"))
+        rows = {name: sum(int(p.numInputRows) for p in items) for name, items in progress.items()}
+        if rows[quality] != len(self.records):
+            raise RuntimeError(f"{tag}: quality query read {rows[quality]} of {len(self.records)}")
+        durations = {
+            name: {key: sum(int(p.durationMs.get(key, 0)) for p in items) for key in DURATION_KEYS}
+            for name, items in progress.items()
+        }
+        batches = {
+            name: sum(1 for p in items if p.numInputRows) for name, items in progress.items()
+        }
+        return JobRun(seconds, rows, durations, batches)
+
+
+def file_source(path: str, files_per_trigger: int) -> Source:
+    """A file stream in the Kinesis source's shape: each line of the files is one record's data
+    (the columns the jobs do not read are null)."""
+
+    def read(spark: SparkSession, settings: JobSettings) -> DataFrame:
+        lines = (
+            spark.readStream.format("text")
+            .option("maxFilesPerTrigger", files_per_trigger)
+            .load(path)
+        )
+        return lines.select(
+            F.col("value").cast("binary").alias("data"),
+            F.lit(settings.stream.name).alias("streamName"),
+            F.lit(None).cast("string").alias("partitionKey"),
+            F.lit(None).cast("string").alias("sequenceNumber"),
+            F.lit(None).cast("timestamp").alias("approximateArrivalTimestamp"),
+        )
+
+    return read
+
+
+def run_jobs(
+    section: Section,
+    records: list[Record],
+    workdir: Path,
+    repeat: int,
+    jobs: tuple[str, ...] = JOBS,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Every job figure, the source ratio and the emulator floor, into `section`."""
+    count = len(records)
+    with JobBench(workdir, records) as stack:
+        put_rate = stack.load_stream()
+        files = stack.write_files()
+        log(f"jobs: {count:,} trades on the stream ({put_rate:,.0f} records/s put), {files} files")
+        reads = [stack.read_stream_once() for _ in range(repeat)]
+        # Untimed: the session's first queries pay for class loading and JIT compilation.
+        warm = stack.run(jobs[0], "files")
+        log(f"jobs: warm-up ({jobs[0]} from files) {warm.seconds:.1f} s")
+        kinesis_s: dict[str, list[float]] = {job: [] for job in jobs}
+        files_s: dict[str, list[float]] = {job: [] for job in jobs}
+        breakdown: dict[str, Any] = {}
+        for job in jobs:
+            for index in range(repeat):
+                for source_name, times in (("kinesis", kinesis_s), ("files", files_s)):
+                    result = stack.run(job, source_name)
+                    times[job].append(result.seconds)
+                    log(f"jobs: {job} from {source_name} run {index + 1}: {result.seconds:.1f} s")
+                    if index == repeat - 1:
+                        breakdown[f"{job}/{source_name}"] = {
+                            "seconds": round(result.seconds, 2),
+                            "batches": result.batches,
+                            "input_rows": result.input_rows,
+                            "durations_ms": result.durations_ms,
+                        }
+    batch_note = (
+        f"{count:,} unified trades (the producer's records of the benchmark market) already on a "
+        f"{SHARDS}-shard stream in the local Kinesis (moto server), read from TRIM_HORIZON with "
+        f"the shipped configuration (python source, {RECORDS_PER_BATCH:,} records a batch, "
+        "shuffle partitions 2, RocksDB state); trigger as fast as it goes."
+    )
+    for job in jobs:
+        section.add(
+            Figure(
+                FIGURE_KEYS[job],
+                [count / s for s in kinesis_s[job]],
+                "events/s",
+                f"`{job}` on local[2]: {batch_note} Events / seconds from `start()` to both "
+                "queries' `processAllAvailable()` (quality + detect, with their sinks).",
+            )
+        )
+    for job in jobs:
+        section.add(
+            Figure(
+                f"{FIGURE_KEYS[job].removesuffix('_events_per_s')}_file_source_events_per_s",
+                [count / s for s in files_s[job]],
+                "events/s",
+                f"`{job}`, the same trades as {files} JSON-lines files of {FILE_LINES:,} "
+                f"(a text file stream, {RECORDS_PER_BATCH // FILE_LINES} files a batch: the same "
+                "batches), everything else the same.",
+            )
+        )
+    all_kinesis = [sum(runs) for runs in zip(*kinesis_s.values(), strict=True)]
+    all_files = [sum(runs) for runs in zip(*files_s.values(), strict=True)]
+    section.add(
+        Figure(
+            "kinesis_source_vs_file_source_ratio",
+            ratios(all_kinesis, all_files),
+            "x",
+            "The three jobs' time reading the stream over their time reading the same trades "
+            "from files (sum over the jobs, per repetition).",
+        )
+    )
+    for job in jobs:
+        section.add(
+            Figure(
+                f"{FIGURE_KEYS[job].removesuffix('_events_per_s')}_kinesis_vs_file_ratio",
+                ratios(kinesis_s[job], files_s[job]),
+                "x",
+                f"`{job}` alone: stream time over file time.",
+            )
+        )
+    section.add(
+        Figure(
+            "moto_get_records_per_s",
+            reads,
+            "records/s",
+            "The emulator floor: a bare boto3 GetRecords loop (10 000 a call) reading every "
+            "record once. The python source fetches each record twice per query (the driver's "
+            "read-ahead in `latestOffset`, then the executor's replay in `read`), and a job runs "
+            "two queries: four fetches per record.",
+        )
+    )
+    section.details["job_breakdown"] = breakdown
+    section.details["moto_put_records_per_s"] = round(put_rate)

@@ -1,0 +1,67 @@
+"""The benchmark harness works (no timing assertions; Spark is never started here)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import frames as market
+from bench import producer
+from bench.measure import Section
+from bench.report import build, markdown, stored, write
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "bench.__main__",
+        "bench.frames",
+        "bench.jobs",
+        "bench.latency",
+        "bench.machine",
+        "bench.measure",
+        "bench.polars_floor",
+        "bench.producer",
+        "bench.report",
+    ],
+)
+def test_every_bench_module_imports(module: str) -> None:
+    importlib.import_module(module)
+
+
+def test_the_market_mixes_both_exchanges_and_heartbeats() -> None:
+    frames = market.exchange_frames(market.trades(600))
+    kinds = {(f.exchange, f.trade is None) for f in frames}
+    assert kinds == {("binance", False), ("coinbase", False), ("coinbase", True)}
+    assert sum(1 for f in frames if f.trade is not None) == 600
+
+
+def test_a_tiny_normalization_run_measures_the_producers_own_path(tmp_path: Path) -> None:
+    frames = market.exchange_frames(market.trades(400))
+    section = Section("producer")
+    producer.normalize(section, frames, 1, producer.bench_settings())
+    figures = {f.key: f for f in section.figures}
+    speed = figures["producer_normalize_msgs_per_s"].value
+    ratio = figures["producer_normalize_vs_orjson_ratio"].value
+    assert speed is not None
+    assert speed > 0
+    assert ratio is not None
+    assert ratio > 0
+    # Every trade frame became one record of the unified event.
+    run = producer.NormalizeRun(frames, producer.bench_settings(), keep=True)
+    run.run()
+    assert run.records == 400
+    assert run.kept is not None
+    assert {e.exchange for e in run.kept} == {"binance", "coinbase"}
+
+    sections = {"producer": stored(section, 1, 0.0, 0.0)}
+    results = build(sections, {"cores": 2}, {"python": "3.11"})
+    assert results["producer_normalize_msgs_per_s"] == speed
+    assert results["targets"]["producer_normalize_msgs_per_s"]["met"] in (True, False)
+    assert "`producer_normalize_msgs_per_s`" in markdown(results)
+    write(tmp_path, results)
+    assert json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert (tmp_path / "RESULTS.md").read_text().startswith("# Benchmarks")
