@@ -1224,9 +1224,6 @@ def run_demo(options: Options) -> int:
             "PRODUCER_SYMBOLS": json.dumps(SYMBOLS),
             "PRODUCER_RECONNECT_INITIAL_S": "0.1",
             "PRODUCER_RECONNECT_MAX_S": "1",
-            # PutRecords once a second: the jobs' Kinesis source plans a micro-batch up to the
-            # first empty GetRecords page (200 ms apart), which a 100 ms linger never leaves.
-            "PRODUCER_LINGER_MS": "1000",
             "PRODUCER_SPILL_PATH": str(workdir / "spill.jsonl"),
         }
         gate = MarketGate()
