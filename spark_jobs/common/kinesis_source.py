@@ -32,11 +32,13 @@ an identical offset and Spark plans no batch):
   it stopped. A shard is readable when none of its tracked parents is unfinished *at the batch's
   start*, so a parent's records are always in earlier batches than its children's:
   per-partition-key order holds across a reshard.
-- `partitions(start, end)` makes one partition per shard with records in (start, end]; `read()`
-  replays exactly those with AT_/AFTER_SEQUENCE_NUMBER iterators, so a batch re-run after a crash
-  yields the same rows. Nothing is ever emitted from a LATEST position: a Kinesis LATEST iterator
-  cannot be replayed, so the read-ahead turns it into `{"at_sequence": first record}` (found with
-  an AT_TIMESTAMP iterator at `since_ms`) and the records are read from there in the next batch.
+- `partitions(start, end)` makes one partition per shard with records in (start, end]. The
+  records the read-ahead just read travel with the partition, so a batch reads each record from
+  Kinesis once; a batch planned without them (a restarted query re-running its last batch)
+  replays exactly (start, end] with AT_/AFTER_SEQUENCE_NUMBER iterators: the same rows.
+  Nothing is ever emitted from a LATEST position: a Kinesis LATEST iterator cannot be replayed,
+  so the read-ahead turns it into `{"at_sequence": first record}` (found with an AT_TIMESTAMP
+  iterator at `since_ms`) and the records are read from there in the next batch.
 - Spark's offset log is the checkpoint: `commit()` has nothing to release. On restart Spark hands
   the reader its last planned offset (`partitions(end, end)`) before asking for a new one.
 
@@ -789,6 +791,7 @@ class ReadAhead:
     records: int
     iterator: str | None  # resumes exactly at `offset` (None: ask for a new one)
     children: list[ShardInfo]
+    rows: list[Row] = field(default_factory=list)  # the records read, as rows, in order
 
 
 def read_ahead(
@@ -807,6 +810,7 @@ def read_ahead(
     cursor = ShardCursor(api, shard_id, offset, iterator)
     count, empty_pages, finished = 0, 0, False
     children: list[ShardInfo] = []
+    rows: list[Row] = []
     while count < budget:
         page = cursor.next_page(min(api.options.records_per_fetch, budget - count))
         children.extend(page.children)
@@ -816,6 +820,7 @@ def read_ahead(
             located = ShardOffset("AT_SEQUENCE_NUMBER", first, parents=offset.parents)
             return ReadAhead(located, 0, None, children)
         count += len(page.records)
+        rows.extend(record_row(api.stream, record) for record in page.records)
         if page.next_iterator is None or (closed and page.caught_up and not page.records):
             finished = True
             break
@@ -830,7 +835,7 @@ def read_ahead(
             # or in the same millisecond (which also reads as "0 behind"), are the next batch's.
             break
     end = replace(cursor.offset, finished=True) if finished else cursor.offset
-    return ReadAhead(end, count, None if finished else cursor.iterator, children)
+    return ReadAhead(end, count, None if finished else cursor.iterator, children, rows)
 
 
 def record_row(stream: str, record: RecordTypeDef) -> Row:
@@ -901,6 +906,9 @@ class ShardRange(InputPartition):
     shard_id: str
     start: ShardOffset
     end: ShardOffset | None
+    # The range's records when the read-ahead that planned it still had them: the batch then
+    # reads no record twice. None: read them from the stream (a restarted query's replay).
+    rows: tuple[Row, ...] | None = None
 
 
 class KinesisDataSource(DataSource):
@@ -966,6 +974,8 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         self._initial: Offsets | None = None
         self._position: Offsets | None = None  # where the next batch starts
         self._iterators: dict[str, tuple[ShardOffset, str]] = {}  # resume without asking
+        # shard -> (start, end, rows) of the latest read-ahead, for the batch it plans.
+        self._read: dict[str, tuple[ShardOffset, ShardOffset, list[Row]]] = {}
         self._rotation = 0
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802
@@ -1000,6 +1010,8 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         # parents, which keeps each partition key's records in order across batches.
         active = readable_shards(offsets)
         counts = dict.fromkeys(active, 0)
+        starts = {shard_id: offsets[shard_id] for shard_id in active}
+        read: dict[str, list[Row]] = {shard_id: [] for shard_id in active}
         remaining = self.options.max_records_per_batch
         self._rotation += 1
         while active:
@@ -1012,6 +1024,7 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
             for shard_id, result in zip(jobs, results, strict=True):
                 offsets[shard_id] = result.offset
                 counts[shard_id] += result.records
+                read[shard_id].extend(result.rows)
                 if result.iterator is not None:
                     self._iterators[shard_id] = (result.offset, result.iterator)
                 for child in result.children:  # Kinesis names them before ListShards may
@@ -1027,6 +1040,11 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
             ]
             if remaining <= 0:
                 break
+        self._read = {
+            shard_id: (starts[shard_id], offsets[shard_id], rows)
+            for shard_id, rows in read.items()
+            if starts[shard_id].kind != "LATEST"  # locating the start reads nothing to keep
+        }
         return offsets
 
     def _read_ahead_all(
@@ -1051,11 +1069,21 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         if self._position is None:
             # A restarted query: Spark announces its last planned offset this way first.
             self._position = end_offsets
-        return plan_partitions(start_offsets, end_offsets)
+        read, self._read = self._read, {}
+        planned = []
+        for shard_range in plan_partitions(start_offsets, end_offsets):
+            kept = read.get(shard_range.shard_id)
+            if kept is not None and (kept[0], kept[1]) == (shard_range.start, shard_range.end):
+                shard_range = replace(shard_range, rows=tuple(kept[2]))
+            planned.append(shard_range)
+        return planned
 
     def read(self, partition: InputPartition) -> Iterator[Row]:
         assert isinstance(partition, ShardRange)
         assert partition.end is not None
+        if partition.rows is not None:
+            yield from partition.rows
+            return
         yield from replay_range(self.api, partition.shard_id, partition.start, partition.end)
 
     def commit(self, end: dict[str, Any]) -> None:
@@ -1064,6 +1092,7 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
 
     def stop(self) -> None:
         self._iterators.clear()
+        self._read.clear()
         self.release()
 
 

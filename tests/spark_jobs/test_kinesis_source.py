@@ -496,11 +496,45 @@ def test_a_busy_stream_still_gets_batches_that_end_at_the_tip() -> None:
     # The page at the tip ends the batch, though the next record landed right after it.
     assert kinesis.pages == 1
     assert read_batch_rows(reader, reader.initialOffset(), first) == ["a-1", "a-2"]
-    # The replay's page brought a-102: the next read-ahead takes both in one page, then stops.
-    pages = kinesis.pages
+    assert kinesis.pages == 1  # the batch's rows came with its partition: no page read twice
     second = reader.latestOffset()
-    assert kinesis.pages == pages + 1
-    assert read_batch_rows(reader, first, second) == ["a-101", "a-102"]
+    assert kinesis.pages == 2
+    assert read_batch_rows(reader, first, second) == ["a-101"]
+
+
+class CountingKinesis(ScriptedKinesis):
+    def __init__(self) -> None:
+        super().__init__()
+        self.get_records_calls = 0
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        self.get_records_calls += 1
+        return super().get_records(ShardIterator, Limit)
+
+
+def test_a_batch_reads_each_record_once_and_a_replanned_batch_replays_the_same_rows() -> None:
+    kinesis = CountingKinesis()
+    for shard in ("s0", "s1"):
+        kinesis.add_shard(shard)
+    kinesis.put("s0", "a-1", "a-2", "a-3")
+    kinesis.put("s1", "b-1", "b-2")
+    reader = scripted_reader(kinesis, **{"kinesis.getRecords.numberOfRecordsPerFetch": "2"})
+    start, end = reader.initialOffset(), reader.latestOffset()
+    read_ahead_calls = kinesis.get_records_calls
+    assert read_ahead_calls >= 3  # two pages of s0, one or more of s1
+
+    planned = reader.partitions(start, end)
+    assert [p.rows is not None for p in planned] == [True, True]  # type: ignore[attr-defined]
+    rows = [row[0].decode() for p in planned for row in scripted_like(reader).read(p)]
+    assert rows == ["a-1", "a-2", "a-3", "b-1", "b-2"]
+    assert kinesis.get_records_calls == read_ahead_calls  # nothing read twice
+
+    # The same batch planned again (a restarted query re-runs its last batch): replayed from
+    # the stream, the same rows.
+    replanned = reader.partitions(start, end)
+    assert [p.rows for p in replanned] == [None, None]  # type: ignore[attr-defined]
+    assert read_batch_rows(reader, start, end) == rows
+    assert kinesis.get_records_calls > read_ahead_calls
 
 
 def test_throttling_is_retried_with_capped_backoff() -> None:
