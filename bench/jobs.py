@@ -311,9 +311,9 @@ def run_jobs(
             reads,
             "records/s",
             "The emulator floor: a bare boto3 GetRecords loop (10 000 a call) reading every "
-            "record once. The python source fetches each record twice per query (the driver's "
-            "read-ahead in `latestOffset`, then the executor's replay in `read`), and a job runs "
-            "two queries: four fetches per record.",
+            "record once. The python source fetches each record once per query (the driver's "
+            "read-ahead in `latestOffset`; the rows travel with the batch's partitions), and a "
+            "job runs two queries: two fetches per record.",
         )
     )
     section.details["job_breakdown"] = breakdown

@@ -342,8 +342,8 @@ def _jobs_part(results: dict[str, Any], section: dict[str, Any] | None) -> list[
         "Last run of each job and source: wall seconds, then each query's `durationMs` summed "
         "over its micro-batches (from `StreamingQuery.recentProgress`), in seconds. "
         "`latestOffset` is the source planning a batch (for Kinesis: the driver's read-ahead); "
-        "`addBatch` is reading the batch (for Kinesis: the executors' replay) and the "
-        "`foreachBatch` sinks.",
+        "`addBatch` is reading the batch (for Kinesis: the rows the read-ahead read, shipped "
+        "with the partitions) and the `foreachBatch` sinks.",
         "",
     ]
     rows = []
@@ -480,20 +480,21 @@ def _why_jobs(keys: list[str], r: dict[str, Any]) -> list[str]:
     return [
         f"{rates}. The local Kinesis is the first limit: moto serves {fmt(moto)} records/s to "
         "a bare GetRecords loop (its generic response serializer walks the service model for "
-        "every field of every record), and the python source fetches each record four times "
-        "(the read-ahead in `latestOffset` and the replay in `read`, for each of the job's two "
-        f"queries): at most {fmt(moto / 4 if moto else None)} events/s before any processing, "
-        "which is what the jobs reach from the stream. From files, the limit is the per-batch "
+        "every field of every record), and the python source fetches each record twice (the "
+        "read-ahead in `latestOffset` of each of the job's two queries; the rows then travel "
+        "with the batch's partitions instead of being fetched again by `read`): at most "
+        f"{fmt(moto / 2 if moto else None)} events/s before any processing. From files, the "
+        "limit is the per-batch "
         "work of the two queries (the quality aggregation, the DLQ, persisted batches, Iceberg "
         "commits through pyiceberg in the driver, DynamoDB puts) on two cores shared with the "
         "Python workers: see `addBatch` in the breakdown table.",
         "",
         "What would move it: one read of the stream per job (quality and detection from one "
-        "`foreachBatch`, halving the reads), a replay that reuses the driver's read-ahead pages "
-        "instead of fetching them again (halving them again), and for local runs a lighter "
+        "`foreachBatch`, halving the reads; done already: the replay reuses the driver's "
+        "read-ahead rows instead of fetching them again), and for local runs a lighter "
         "Kinesis emulator. The same reads matter against real Kinesis, whose 2 MB/s per shard "
         "is shared by every consumer: the three detector jobs (two queries each) and the "
-        "archiver (one) fetch each record 14 times, leaving about 290 KB/s (≈1 100 of these "
+        "archiver (one) fetch each record 7 times, leaving about 570 KB/s (≈2 300 of these "
         "records/s) for the whole pipeline on 2 shards.",
     ]
 
@@ -559,7 +560,7 @@ def _why(key: str, r: dict[str, Any]) -> list[str]:
     if key == "kinesis_source_vs_file_source_ratio":
         return [
             f"Reading the stream costs {fmt(get(key), 'x')}× reading files, all of it the local "
-            "emulator and the four fetches per record described above (compare `latestOffset` "
+            "emulator and the two fetches per record described above (compare `latestOffset` "
             "and `addBatch` between the two sources in the breakdown).",
         ]
     if key == "whale_alert_latency_p95_s":
