@@ -17,10 +17,7 @@ import importlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +30,7 @@ import boto3
 from bench import frames as market
 from bench.measure import Figure, Section
 from devstack.aws import REPO_ROOT, LocalAws, free_port
+from devstack.demo import ProducerProcess
 from devstack.provision import ensure_alerts_table, ensure_iceberg, ensure_stream
 from devstack.simulator import Scenario, SimulatorThread, Whale
 from spark_jobs.common.registry import load_registry
@@ -91,37 +89,6 @@ def live_scenario(start: datetime) -> Scenario:
         events=whales,
         duration_s=WARMUP_S + MEASURE_S + SETTLE_S,
     )
-
-
-class ProducerProcess:
-    """`python -m producer run` with the production defaults, pointed at the simulator."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> ProducerProcess:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "producer", "run"],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                cwd=REPO_ROOT,
-            )
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 # What a whale job's batch does, by the functions that do it (driver side, foreachBatch).
