@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -46,6 +48,32 @@ TRADES_PER_SIM_S = 60.0
 WHALE_EVERY_S = 60.0
 WHALE_QUOTE_VOLUME = 250_000.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
+
+if TYPE_CHECKING:
+    from spark_jobs.common.settings import JobSettings
+
+
+def job_settings(
+    workdir: Path, stream: dict[str, Any], alerts_table: str, catalog: str
+) -> JobSettings:
+    """The shipped configuration (config/pipeline.yaml) for the benchmark market: every path in
+    `workdir`, the trigger as fast as it goes, CloudWatch off (one session runs every job)."""
+    from spark_jobs.common.settings import load_job_settings
+
+    return load_job_settings(
+        symbols=symbol_map(),
+        stream=stream,
+        spark={"conf": {"spark.ui.showConsoleProgress": "false"}},
+        streaming={"trigger_interval_s": 0, "checkpoint_root": str(workdir / "checkpoints")},
+        raw_zone=str(workdir / "raw"),
+        tables={
+            "catalog": catalog,
+            "namespace": "crypto_pulse",
+            "warehouse": str(workdir / "warehouse"),
+        },
+        alerts={"dynamodb_table": alerts_table},
+        metrics={"cloudwatch": False},
+    )
 
 
 def symbol_map() -> dict[str, dict[str, str]]:

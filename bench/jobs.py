@@ -32,7 +32,7 @@ from spark_jobs.common.kinesis_source import read_stream
 from spark_jobs.common.registry import load_registry
 from spark_jobs.common.runner import Source, StreamingJob
 from spark_jobs.common.session import build_session
-from spark_jobs.common.settings import JobSettings, load_job_settings
+from spark_jobs.common.settings import JobSettings
 
 JOBS = ("whale_detector", "volume_anomaly", "spread_calculator")
 FIGURE_KEYS = {
@@ -137,28 +137,6 @@ class JobBench:
             raise RuntimeError(f"read {total} records back, put {len(self.records)}")
         return total / seconds
 
-    def settings(self, run_dir: Path, alerts_table: str) -> JobSettings:
-        """The shipped configuration (config/pipeline.yaml) with every path in `run_dir`; the
-        trigger as fast as it goes, CloudWatch off (one session runs every job in turn)."""
-        return load_job_settings(
-            symbols=market.symbol_map(),
-            stream={
-                "name": STREAM,
-                "starting_position": "TRIM_HORIZON",
-                "max_records_per_batch": RECORDS_PER_BATCH,
-            },
-            spark={"conf": {"spark.ui.showConsoleProgress": "false"}},
-            streaming={"trigger_interval_s": 0, "checkpoint_root": str(run_dir / "checkpoints")},
-            raw_zone=str(run_dir / "raw"),
-            tables={
-                "catalog": "crypto_pulse_bench",
-                "namespace": "crypto_pulse",
-                "warehouse": str(run_dir / "warehouse"),
-            },
-            alerts={"dynamodb_table": alerts_table},
-            metrics={"cloudwatch": False},
-        )
-
     def session(self, settings: JobSettings) -> SparkSession:
         if self.spark is None:
             self.spark = build_session(settings, "crypto-pulse-bench")
@@ -169,7 +147,14 @@ class JobBench:
         """One timed run of `job` over every record, from `source_name` (kinesis | files)."""
         tag = f"{job}-{source_name}-{uuid.uuid4().hex[:6]}"
         run_dir = self.workdir / "runs" / tag
-        settings = self.settings(run_dir, f"bench-alerts-{tag}")
+        stream = {
+            "name": STREAM,
+            "starting_position": "TRIM_HORIZON",
+            "max_records_per_batch": RECORDS_PER_BATCH,
+        }
+        settings = market.job_settings(
+            run_dir, stream, f"bench-alerts-{tag}", catalog="crypto_pulse_bench"
+        )
         spark = self.session(settings)
         ensure_alerts_table(
             boto3.client("dynamodb", region_name=self.region), f"bench-alerts-{tag}"

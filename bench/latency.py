@@ -36,7 +36,6 @@ from devstack.simulator import Scenario, SimulatorThread, Whale
 from spark_jobs.common.registry import load_registry
 from spark_jobs.common.runner import StreamingJob
 from spark_jobs.common.session import build_session
-from spark_jobs.common.settings import JobSettings, load_job_settings
 
 STREAM = "bench-live-trades"
 ALERTS_TABLE = "bench-live-alerts"
@@ -44,29 +43,7 @@ WARMUP_S = 25.0
 MEASURE_S = 60.0
 WHALE_EVERY_S = 2.0
 POLL_S = 0.1
-TRIGGER_S = 0.0  # as soon as the previous batch is done
 SETTLE_S = 20.0  # after the last whale, how long to wait for its alert
-
-
-def job_settings(workdir: Path) -> JobSettings:
-    """The shipped configuration, every path in `workdir`, the trigger at `TRIGGER_S`."""
-    return load_job_settings(
-        symbols=market.symbol_map(),
-        stream={"name": STREAM, "starting_position": "TRIM_HORIZON"},
-        spark={"conf": {"spark.ui.showConsoleProgress": "false"}},
-        streaming={
-            "trigger_interval_s": TRIGGER_S,
-            "checkpoint_root": str(workdir / "checkpoints"),
-        },
-        raw_zone=str(workdir / "raw"),
-        tables={
-            "catalog": "crypto_pulse_bench_live",
-            "namespace": "crypto_pulse",
-            "warehouse": str(workdir / "warehouse"),
-        },
-        alerts={"dynamodb_table": ALERTS_TABLE},
-        metrics={"cloudwatch": False},
-    )
 
 
 def live_scenario(start: datetime) -> Scenario:
@@ -170,7 +147,12 @@ def run_latency(section: Section, workdir: Path, log: Callable[[str], None] = pr
         ensure_stream(boto3.client("kinesis", region_name=region), STREAM, shards=2)
         dynamodb = boto3.client("dynamodb", region_name=region)
         ensure_alerts_table(dynamodb, ALERTS_TABLE)
-        settings = job_settings(workdir)
+        settings = market.job_settings(
+            workdir,
+            {"name": STREAM, "starting_position": "TRIM_HORIZON"},
+            ALERTS_TABLE,
+            catalog="crypto_pulse_bench_live",
+        )
         ensure_iceberg(settings)
         spark = build_session(settings, "crypto-pulse-bench-latency")
         spark.sparkContext.setLogLevel("ERROR")
@@ -222,7 +204,7 @@ def run_latency(section: Section, workdir: Path, log: Callable[[str], None] = pr
     method = (
         f"Live: simulator in real time ({market.TRADES_PER_SIM_S:.0f} trades/s over 6 products), "
         "`python -m producer run` with its default settings, a 2-shard local stream, the whale "
-        f"job streaming (trigger {TRIGGER_S:g} s), DynamoDB polled every {POLL_S:g} s. "
+        f"job streaming (trigger 0 s), DynamoDB polled every {POLL_S:g} s. "
         f"{len(alerts)} of {whales} whales alerted; trade timestamp -> alert item first seen"
     )
     p50, p95 = percentile(total, 50), percentile(total, 95)

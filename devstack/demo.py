@@ -1258,8 +1258,7 @@ def run_demo(options: Options) -> int:
         producer.wait_ready(90.0, hint)
         gate.open()
         say("producer ready (both exchanges connected): the market opens; the jobs start")
-        market = play_market(options, started, sim, producer, jobs, kinesis, dynamodb)
-        expected = market["expected"]
+        expected = play_market(options, started, sim, producer, jobs, kinesis, dynamodb)
         deadline = time.monotonic() + 60
         while expected is not None and time.monotonic() < deadline:  # the last backfills
             snapshot = producer.metrics()
@@ -1303,7 +1302,7 @@ def play_market(
     jobs: Jobs,
     kinesis: Any,
     dynamodb: Any,
-) -> dict[str, Any]:
+) -> int | None:
     """Show progress until the market ends (live: `minutes` real minutes); inject the upstream's
     garbage halfway. Returns how many trades the exchanges emitted (None when live)."""
     end_s = options.minutes * 60
@@ -1344,10 +1343,9 @@ def play_market(
         if done:
             break
         time.sleep(PROGRESS_EVERY_S)
-    expected = None
-    if sim is not None:
-        expected = sum(len(ids) for ids in sim.emitted().values())
-    return {"expected": expected}
+    if sim is None:
+        return None
+    return sum(len(ids) for ids in sim.emitted().values())
 
 
 def finish(
