@@ -61,6 +61,9 @@ Parsed = TradeEvent | Heartbeat | Control | ServerShutdown | ExchangeErrorFrame 
 SymbolResolver = Callable[[str], str | None]
 
 
+INF = math.inf
+
+
 def positive_decimal(text: Any) -> float | None:
     """A decimal string as a finite positive float, else None."""
     if type(text) is not str:
@@ -69,7 +72,7 @@ def positive_decimal(text: Any) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if 0.0 < value < math.inf else None  # NaN fails both comparisons
+    return value if 0.0 < value < INF else None  # NaN fails both comparisons
 
 
 def frame_text(frame: bytes | str, limit: int = 500) -> str:

@@ -25,6 +25,7 @@ import orjson
 
 from producer.events import TradeEvent
 from producer.exchanges.base import (
+    INF,
     Control,
     Exchange,
     ExchangeErrorFrame,
@@ -35,6 +36,7 @@ from producer.exchanges.base import (
     frame_text,
     positive_decimal,
 )
+from producer.exchanges.frames import CoinbaseHeartbeat, decode_coinbase_feed
 
 # Coinbase reports the maker's side; the taker is on the other one.
 _TAKER_SIDE = {"buy": "sell", "sell": "buy"}
@@ -86,6 +88,34 @@ class Coinbase(Exchange):
         return {"after": str(before_id), "limit": str(limit)}
 
     def parse(self, frame: bytes | str, ingestion_timestamp: str) -> Parsed:
+        try:
+            typed = decode_coinbase_feed(frame)
+        except ValueError:  # msgspec's errors, and UnicodeDecodeError, are ValueErrors
+            return self.parse_generic(frame, ingestion_timestamp)
+        if isinstance(typed, CoinbaseHeartbeat):
+            return Heartbeat(typed.product_id, typed.last_trade_id)
+        taker = _TAKER_SIDE.get(typed.side)
+        time = typed.time
+        try:  # `positive_decimal`, inlined: this runs for every trade
+            price, quantity = float(typed.price), float(typed.size)
+        except ValueError:
+            return self.parse_generic(frame, ingestion_timestamp)
+        if (
+            taker is None
+            or not (0.0 < price < INF and 0.0 < quantity < INF)
+            or not _valid_time(time)
+        ):
+            return self.parse_generic(frame, ingestion_timestamp)
+        symbol = self._canonical.get(typed.product_id) or self.resolve(typed.product_id)
+        if symbol is None:
+            return Skipped("unmapped_product")
+        return TradeEvent(
+            "coinbase", symbol, typed.trade_id, price, quantity, taker, time, ingestion_timestamp
+        )
+
+    def parse_generic(self, frame: bytes | str, ingestion_timestamp: str) -> Parsed:
+        """Any frame, through `orjson.loads` and checks key by key: the control frames, and the
+        reason a frame the typed path refused is malformed. Never raises."""
         try:
             message = orjson.loads(frame)
         except orjson.JSONDecodeError:

@@ -6,7 +6,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+# A column the runner adds to a stateless detector's trades: the micro-batch's time, taken in the
+# streaming plan (where `current_timestamp()` is the batch time recorded in the offset log, so a
+# replayed batch gets the same time). In a `foreachBatch` handler `current_timestamp()` would be
+# the time of each action instead, and a replay would detect the same alert at another time.
+BATCH_TIME = "_batch_time"
+
+
+def detection_time(trades: DataFrame) -> Column:
+    """When a record of `trades` is detected: the micro-batch's time (`BATCH_TIME`) when the
+    runner provides it, else `current_timestamp()` (a streaming plan's batch time; a backtest's
+    query time)."""
+    return F.col(BATCH_TIME) if BATCH_TIME in trades.columns else F.current_timestamp()
 
 
 class ModuleConfigError(ValueError):
@@ -27,6 +41,10 @@ class BaseDetector(ABC):
     job_name: ClassVar[str]  # the entry script and checkpoint name, e.g. "whale_detector"
     # Structured Streaming output mode of `process` (windowed aggregations emit on watermark).
     output_mode: ClassVar[Literal["append", "update", "complete"]] = "append"
+    # True when `process` keeps no state between micro-batches (no window, no watermark): the
+    # runner then detects inside the quality query's batches instead of a second query, so the
+    # stream is read and validated once per batch.
+    stateless: ClassVar[bool] = False
     # Parameter name -> default; `configure` accepts exactly these keys.
     defaults: ClassVar[Mapping[str, Any]] = {}
 

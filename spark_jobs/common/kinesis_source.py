@@ -64,10 +64,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import boto3
 from botocore import exceptions as botocore_errors
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from pyspark.sql import DataFrame, SparkSession
@@ -79,6 +80,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from producer.kinesis_wire import wire_for
 from spark_jobs.common.schemas import RAW_KINESIS_RECORD
 from spark_jobs.common.settings import JobSettings, StreamSettings
 
@@ -598,7 +600,7 @@ def source_options(stream: StreamSettings, endpoint_url: str | None) -> tuple[st
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapter: boto3 calls, retries, following a shard's iterators.
+# Adapter: boto3 calls (GetRecords over `producer.kinesis_wire`), retries, following iterators.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -663,8 +665,27 @@ class Page:
     children: list[ShardInfo]
 
 
+GetRecordsCall = Callable[[str, int], "GetRecordsOutputTypeDef"]
+
+
+def get_records_call(client: KinesisClient) -> GetRecordsCall:
+    """How to call GetRecords (iterator, limit) on `client`.
+
+    A boto3 client's goes through `producer.kinesis_wire` (its endpoint, region and credentials,
+    one connection pool per client): botocore's model-driven parsing of a page of thousands of
+    records was most of the reader's CPU. Any other client (the tests' scripted Kinesis) answers
+    GetRecords itself."""
+    if isinstance(client, BaseClient):
+        wire = wire_for(client)
+        return lambda iterator, limit: cast(
+            "GetRecordsOutputTypeDef", wire.get_records(iterator, limit)
+        )
+    return lambda iterator, limit: client.get_records(ShardIterator=iterator, Limit=limit)
+
+
 class KinesisApi:
-    """The few Kinesis calls the source makes, with retries and errors translated."""
+    """The few Kinesis calls the source makes, with retries and errors translated. GetRecords
+    takes the lean path (`get_records_call`), the rest boto3."""
 
     def __init__(
         self,
@@ -678,6 +699,7 @@ class KinesisApi:
         self.stream = options.stream_name
         self.sleep = sleep
         self.rand = rand
+        self._get_records = get_records_call(client)
 
     def call(self, what: str, request: Callable[[], T]) -> T:
         """`request()` retried on throttling and transient faults."""
@@ -734,9 +756,7 @@ class KinesisApi:
 
     def get_records(self, iterator: str, limit: int) -> GetRecordsOutputTypeDef:
         """May raise ClientError ExpiredIteratorException (the cursor renews the iterator)."""
-        return self.call(
-            "GetRecords", lambda: self.client.get_records(ShardIterator=iterator, Limit=limit)
-        )
+        return self.call("GetRecords", partial(self._get_records, iterator, limit))
 
 
 class ShardCursor:

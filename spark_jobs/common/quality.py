@@ -192,12 +192,16 @@ class DataQualityChecker:
         )
 
     def validate(
-        self, df: DataFrame, batch_id: int = 0, now: datetime | None = None
+        self,
+        df: DataFrame,
+        batch_id: int = 0,
+        now: datetime | None = None,
+        keep: Sequence[str] = (),
     ) -> tuple[DataFrame, DataFrame, QualityMetrics]:
         """A static batch -> (valid rows, DLQ rows, metrics), the metrics in one aggregation.
 
-        - valid: the `schemas.UNIFIED_TRADE` columns of rows with no failed ERROR check (WARN rows
-          included);
+        - valid: the `schemas.UNIFIED_TRADE` columns (then the `keep` columns of `df`) of rows
+          with no failed ERROR check (WARN rows included);
         - invalid: `schemas.DLQ_RECORD` rows (`raw`, `event_id`, `failed_checks`, `reason`, `job`
           = this checker's job, `batch_id`; a backtest is batch 0).
 
@@ -211,7 +215,7 @@ class DataQualityChecker:
         self._cached = annotated
         metrics = self._measure(annotated)
         passed = F.size(FAILED_CHECKS) == 0
-        valid = annotated.where(passed).select(*TRADE_COLUMNS)
+        valid = annotated.where(passed).select(*TRADE_COLUMNS, *keep)
         invalid = annotated.where(~passed).select(
             F.col(RAW),
             F.col("event_id"),

@@ -13,13 +13,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.common import schemas
-from spark_jobs.common.detector import BaseDetector, ModuleConfigError
+from spark_jobs.common.detector import BaseDetector, ModuleConfigError, detection_time
 
 
 class WhaleDetector(BaseDetector):
     module_id = "MOD-002"
     module_name = "whale"
     job_name = "whale_detector"
+    stateless = True
     defaults: ClassVar[dict[str, Any]] = {
         "threshold_quote_volume": 100_000.0,
         "per_symbol_threshold": {},
@@ -65,7 +66,7 @@ class WhaleDetector(BaseDetector):
             F.split("symbol", "-").getItem(1).alias("quote_asset"),
             self.size_tier().alias("size_tier"),
             F.col("threshold"),
-            F.current_timestamp().alias("detected_at"),
+            detection_time(trades).alias("detected_at"),
         )
 
     def alert_types(self) -> list[str]:

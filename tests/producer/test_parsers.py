@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -255,25 +257,86 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
+# Values at the edges where the typed path (msgspec) and the generic path (orjson) could differ:
+# integer widths, bool-vs-int, numeric strings Python's `float` reads, non-ASCII, empty strings.
+edge_values = st.sampled_from(
+    [
+        0,
+        -1,
+        2**63 - 1,
+        2**63,
+        2**64 - 1,
+        2**64,
+        -(2**63),
+        -(2**63) - 1,
+        1.0,
+        1e300,
+        True,
+        False,
+        "",
+        "0",
+        "1e400",
+        "inf",
+        "-inf",
+        "nan",
+        " 1.5 ",
+        "1_000",
+        "0x10",
+        "١٢٣",
+        "trade",
+        "match",
+        "heartbeat",
+        "last_match",
+        "buy",
+        "sell",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20.123456+00:00Z",
+        "BTCUSDT",
+        "BTC-USD",
+        "btc-usd",
+    ]
+)
+mutations = json_values | edge_values
+
+
+def coinbase_heartbeat() -> dict[str, Any]:
+    return {
+        "type": "heartbeat",
+        "sequence": 90,
+        "last_trade_id": 20,
+        "product_id": "BTC-USD",
+        "time": "2023-11-14T22:13:20.123456Z",
+    }
+
+
+def both_paths_agree(exchange: Binance | Coinbase, frame: bytes | str) -> object:
+    """The typed fast path and the generic path give the very same result for `frame`."""
+    parsed = exchange.parse(frame, NOW)
+    assert parsed == exchange.parse_generic(frame, NOW), frame
+    return parsed
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_fuzz_no_bytes_make_a_parser_raise(frame: bytes) -> None:
     for exchange in (Binance(DEFAULT_MAP), Coinbase(DEFAULT_MAP)):
-        assert isinstance(exchange.parse(frame, NOW), RESULT_TYPES)
+        assert isinstance(both_paths_agree(exchange, frame), RESULT_TYPES)
 
 
 @settings(max_examples=400, deadline=None)
 @given(
     st.sampled_from(["e", "s", "t", "p", "q", "T", "m", "stream", "data", "result", "id"]),
-    json_values,
+    mutations,
+    st.booleans(),
 )
-def test_fuzz_binance_mutated_fields(key: str, value: object) -> None:
+def test_fuzz_binance_mutated_fields(key: str, value: object, delete: bool) -> None:
     frame = binance_trade()
     target = frame if key in ("stream", "data") else frame["data"]
-    target[key] = value
-    parsed = Binance(DEFAULT_MAP).parse(json.dumps(frame), NOW)
+    if delete:
+        target.pop(key, None)
+    else:
+        target[key] = value
+    parsed = both_paths_agree(Binance(DEFAULT_MAP, all_products=True), json.dumps(frame))
     assert isinstance(parsed, RESULT_TYPES)
     if isinstance(parsed, TradeEvent):  # whatever got through is a valid event
         assert parsed.price > 0
@@ -286,12 +349,19 @@ def test_fuzz_binance_mutated_fields(key: str, value: object) -> None:
     st.sampled_from(
         ["type", "trade_id", "side", "size", "price", "product_id", "time", "last_trade_id"]
     ),
-    json_values,
+    mutations,
+    st.sampled_from([coinbase_match, coinbase_heartbeat]),
+    st.booleans(),
 )
-def test_fuzz_coinbase_mutated_fields(key: str, value: object) -> None:
-    frame = coinbase_match()
-    frame[key] = value
-    parsed = Coinbase(DEFAULT_MAP).parse(json.dumps(frame), NOW)
+def test_fuzz_coinbase_mutated_fields(
+    key: str, value: object, make: Callable[[], dict[str, Any]], delete: bool
+) -> None:
+    frame = make()
+    if delete:
+        frame.pop(key, None)
+    else:
+        frame[key] = value
+    parsed = both_paths_agree(Coinbase(DEFAULT_MAP, all_products=True), json.dumps(frame))
     assert isinstance(parsed, RESULT_TYPES)
     if isinstance(parsed, TradeEvent):
         assert parsed.price > 0
@@ -352,3 +422,52 @@ def test_rest_pages_parse_to_ascending_trades() -> None:
     ]
     with pytest.raises(ValueError, match="malformed"):
         Coinbase(DEFAULT_MAP).parse_rest_trades("BTC-USD", b'[{"trade_id": 1}]', NOW)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # A repeated key: both paths take the last one.
+        '{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"t":2,"p":"1",'
+        '"q":"1","T":1700000000000,"m":true}}',
+        # A trade frame outside a combined stream: the generic path reads it.
+        '{"e":"trade","s":"BTCUSDT","t":3,"p":"1","q":"1","T":1700000000000,"m":false}',
+        # Escapes and non-ASCII in strings.
+        '{"stream":"x","data":{"e":"trade","s":"BTC\\u0055SDT","t":4,"p":"1","q":"1",'
+        '"T":1700000000000,"m":true}}',
+        '{"stream":"x","data":{"e":"trade","s":"BTCUSDT\u00e9","t":5,"p":"1","q":"1",'
+        '"T":1700000000000,"m":true}}',
+        b'{"stream":"x","data":{"e":"trade","s":"BTCUSDT","t":6,"p":"\xff","q":"1"}}',
+    ],
+)
+def test_binance_edge_frames_agree_on_both_paths(frame: str | bytes) -> None:
+    both_paths_agree(Binance(DEFAULT_MAP, all_products=True), frame)
+
+
+def test_the_typed_path_reads_every_recorded_trade_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every recorded trade frame is read by the typed path (none falls back to the generic one),
+    and every other frame agrees on both paths: a change of shape on the exchanges' side shows
+    here, not as a silent slowdown."""
+    recorded = [
+        (Binance, "binance_trade_combined_2019.jsonl"),
+        (Binance, "binance_trade_combined_2021.jsonl"),
+        (Binance, "binance_us_aggtrade_combined_2021.jsonl"),
+        (Coinbase, "coinbase_exchange_match_2019.jsonl"),
+        (Coinbase, "coinbase_exchange_matches_2021.jsonl"),
+        (Coinbase, "coinbase_exchange_ticker_2021.jsonl"),
+    ]
+    trades = 0
+    for kind, name in recorded:
+        for line in fixture_lines(name):
+            exchange = kind(FIXTURE_SYMBOLS, all_products=True)
+            generic = both_paths_agree(exchange, line)
+            if not isinstance(generic, TradeEvent | Heartbeat):
+                continue
+
+            def no_fallback(frame: bytes | str, ingestion_timestamp: str) -> object:
+                raise AssertionError(f"the typed path refused a recorded frame: {frame!r}")
+
+            monkeypatch.setattr(exchange, "parse_generic", no_fallback)
+            assert exchange.parse(line, NOW) == generic
+            trades += 1
+    assert trades >= 40

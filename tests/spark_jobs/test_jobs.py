@@ -132,6 +132,10 @@ def test_whale_job_end_to_end_and_exactly_once_across_restarts(
     dlq = sorted(Path(settings.raw_zone, "dlq").glob("*/dt=*/*.jsonl"))
     reasons = sorted(p.parent.parent.name for p in dlq)
     assert reasons == ["parse_json", "validity_price_positive", "validity_symbol_allowed"]
+    # A stateless detector runs inside the quality query: one consumer of the stream.
+    assert [p.name for p in Path(settings.checkpoint("whale_detector")).iterdir()] == ["quality"]
+    detected = {r["alert_id"]: r["detected_at"] for r in table_rows(settings, "alerts")}
+    assert {r["alert_id"]: r["detected_at"] for r in whales} == detected
 
     # Restart on the same checkpoints with nothing new: nothing written twice.
     run_until_drained(spark, settings, "whale_detector")

@@ -19,7 +19,7 @@ from spark_jobs.common.quality import (
     default_checks,
 )
 from spark_jobs.common.settings import JobSettings
-from spark_jobs.common.trades import parse_trades
+from spark_jobs.common.trades import TRADE_COLUMNS, parse_trades
 
 NOW = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
 JOB = "whale_detector"
@@ -395,6 +395,17 @@ def test_validate_caches_the_batch_until_released(
     checker.release()
     assert checker._cached is None
     assert valid.count() == 1  # still usable: recomputed with the same pinned time
+
+
+def test_validate_keeps_the_asked_columns_on_valid_rows(
+    spark: SparkSession, checker: DataQualityChecker
+) -> None:
+    frame = batch(spark, trade(), "bad").withColumn("extra", F.lit(7))
+    valid, invalid, _ = checker.validate(frame, now=NOW, keep=("extra",))
+    assert valid.columns == [*TRADE_COLUMNS, "extra"]
+    assert [row["extra"] for row in valid.collect()] == [7]
+    assert "extra" not in invalid.columns
+    checker.release()
 
 
 def test_annotate_works_on_a_stream(
