@@ -221,7 +221,7 @@ class BaseConnector(ABC):
     async def on_frame(self, frame: bytes | str) -> None:
         """One frame off the WebSocket: normalize it, act on what it means, emit its trade."""
         self._last_frame_at = self.clock()
-        trade = self._handle(self.normalize(frame))
+        trade = self._handle(self.exchange.parse(frame, utc_now_iso()))  # `normalize`, inlined
         if trade is not None:
             assert self._emit is not None
             await self._emit(trade)
@@ -262,7 +262,7 @@ class BaseConnector(ABC):
 
     def _admit(self, trade: TradeEvent, *, backfill: bool) -> bool:
         """True when `trade` is to be published (its id is new); counts and notes gaps."""
-        product = self.native_product(trade)
+        product = self._products[trade.symbol]  # `native_product`, inlined: once per trade
         tracker = self.trackers.get(product)
         if tracker is None:
             tracker = self.trackers[product] = TradeIdTracker()

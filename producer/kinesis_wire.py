@@ -74,8 +74,11 @@ def put_records_body(stream_name: str, records: Iterable[Record]) -> bytes:
         {
             "StreamName": stream_name,
             "Records": [
-                {"Data": b64(data, newline=False).decode("ascii"), "PartitionKey": key}
-                for data, key in records
+                {
+                    "Data": b64(r.data, newline=False).decode("ascii"),
+                    "PartitionKey": r.partition_key,
+                }
+                for r in records
             ],
         }
     )

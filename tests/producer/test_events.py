@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from producer import events
-from producer.events import TradeEvent, utc_now_iso
+from producer.events import MAX_EPOCH_MS, TradeEvent, iso_from_ms, utc_now_iso
 from producer.metrics import ExchangeCounters, ProducerCounters
 
 
@@ -29,6 +31,33 @@ def test_the_clock_formats_exactly_as_datetime_strftime(
     seconds, rest = divmod(nanos, 1_000_000_000)
     moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
     assert utc_now_iso() == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_the_clock_is_right_when_seconds_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The formatted second is cached: moving back and forth between seconds (threads, a clock
+    step) still gives each moment its own second."""
+    for nanos in (1_767_225_600_5 * 10**8, 1_767_225_601_000_000_000, 1_767_225_600_999_999_000):
+        monkeypatch.setattr(events.time, "time_ns", lambda nanos=nanos: nanos)
+        seconds, rest = divmod(nanos, 1_000_000_000)
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
+        assert utc_now_iso() == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@given(st.lists(st.integers(min_value=1, max_value=MAX_EPOCH_MS), min_size=1, max_size=5))
+def test_trade_times_format_exactly_as_datetime(all_ms: list[int]) -> None:
+    for ms in all_ms:
+        moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+        assert iso_from_ms(ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+@given(
+    st.floats(min_value=1e-12, max_value=1e12, allow_nan=False),
+    st.floats(min_value=1e-12, max_value=1e12, allow_nan=False),
+    st.text(max_size=8),
+)
+def test_the_record_is_the_dict_as_json(price: float, quantity: float, symbol: str) -> None:
+    event = trade(price=price, quantity=quantity, symbol=symbol)
+    assert orjson.loads(event.to_json()) == event.to_dict()
 
 
 def trade(**overrides: object) -> TradeEvent:
