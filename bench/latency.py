@@ -68,13 +68,26 @@ def live_scenario(start: datetime) -> Scenario:
     )
 
 
-# What a whale job's batch does, by the functions that do it (driver side, foreachBatch).
+# What a whale job's batch does, by the functions that do it (driver side, foreachBatch), in the
+# order it does them: the whale job is one query (a stateless detector detects inside the
+# quality query's batches).
 TIMED = (
-    ("spark_jobs.common.quality", "DataQualityChecker", "validate", "quality: validate the batch"),
-    ("spark_jobs.common.dlq", "DlqWriter", "write", "quality: write the DLQ"),
-    ("spark_jobs.common.runner", "AlertRouter", "route", "detect: route the batch (all below)"),
-    ("spark_jobs.common.runner", None, "put_alerts", "detect: DynamoDB puts"),
-    ("spark_jobs.common.iceberg", "IcebergSink", "append", "detect: an Iceberg append"),
+    (
+        "spark_jobs.common.runner",
+        None,
+        "route_records",
+        "read the batch, detect, route (the 3 rows below)",
+    ),
+    ("spark_jobs.common.runner", "AlertRouter", "route", "route the whales (DynamoDB + Iceberg)"),
+    ("spark_jobs.common.runner", None, "put_alerts", "DynamoDB puts"),
+    ("spark_jobs.common.iceberg", "IcebergSink", "append", "an Iceberg append"),
+    (
+        "spark_jobs.common.quality",
+        "DataQualityChecker",
+        "_measure",
+        "quality metrics (1 aggregation)",
+    ),
+    ("spark_jobs.common.dlq", "DlqWriter", "write", "write the DLQ"),
 )
 
 

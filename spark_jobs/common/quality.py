@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
 
 from pyspark import StorageLevel
@@ -209,11 +210,23 @@ class DataQualityChecker:
         action on the results sees the same verdicts. The annotated batch is cached until the
         next `validate` or `release()`, so the DLQ and the sinks do not re-read the source.
         """
+        valid, invalid, measure = self.split(df, batch_id, now, keep)
+        return valid, invalid, measure()
+
+    def split(
+        self,
+        df: DataFrame,
+        batch_id: int = 0,
+        now: datetime | None = None,
+        keep: Sequence[str] = (),
+    ) -> tuple[DataFrame, DataFrame, Callable[[], QualityMetrics]]:
+        """`validate` without its aggregation: (valid rows, DLQ rows, a function that measures
+        the batch). Nothing runs yet: the first action on either result reads the batch (and
+        caches it), so a caller in a hurry for the valid rows does not wait for the metrics."""
         now = now or datetime.now(UTC)
         self.release()
         annotated = self.annotate(df, now).persist(StorageLevel.MEMORY_AND_DISK)
         self._cached = annotated
-        metrics = self._measure(annotated)
         passed = F.size(FAILED_CHECKS) == 0
         valid = annotated.where(passed).select(*TRADE_COLUMNS, *keep)
         invalid = annotated.where(~passed).select(
@@ -224,7 +237,7 @@ class DataQualityChecker:
             F.lit(self.job).alias("job"),
             F.lit(batch_id).cast(LongType()).alias("batch_id"),
         )
-        return valid, invalid, metrics
+        return valid, invalid, partial(self._measure, annotated)
 
     def release(self) -> None:
         """Drop the cached batch of the last `validate` (the next `validate` does it too)."""

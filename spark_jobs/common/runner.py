@@ -100,7 +100,11 @@ class AlertRouter:
                 items = [alert_item(r, self.settings.alerts.ttl_days, now) for r in alert_rows]
                 put_alerts(self.dynamodb, self.settings.alerts.dynamodb_table, items)
             for table, rows in outputs.items():
-                self.sink(table).append(rows, batch_id)
+                # Computed first: most micro-batches have no rows for a table, and an empty one
+                # then costs no catalog round trip at all.
+                arrow = rows.toArrow()
+                if arrow.num_rows:
+                    self.sink(table).append(arrow, batch_id)
             if alert_rows:
                 self.sink(ALERTS).append(alerts, batch_id)
         finally:
@@ -219,14 +223,17 @@ class StreamingJob:
 
             def quality_batch(batch: DataFrame, batch_id: int) -> None:
                 keep = (BATCH_TIME,) if detector is not None else ()
-                valid, invalid, metrics = checker.validate(batch, batch_id=batch_id, keep=keep)
+                valid, invalid, measure = checker.split(batch, batch_id=batch_id, keep=keep)
                 try:
                     if detector is not None:
-                        # `valid` reads the validated batch cached by `validate`: the source's
-                        # rows are read once for both. The alerts go out before the DLQ.
+                        # The detection reads the batch first (and caches it for the rest): the
+                        # alerts go out before the metrics, the DLQ and the archive are done.
                         count = route_records(router, detector, detector.process(valid), batch_id)
                         log.info("detect batch %s of %s: %s alerts", batch_id, job, count)
-                    dlq.write(invalid, job, batch_id)
+                    metrics = measure()
+                    # A batch without failures has no DLQ rows: no Spark job to find none (the
+                    # write still clears the files of an earlier attempt, were there any).
+                    dlq.write(invalid if metrics.records_failed else [], job, batch_id)
                     if job == ARCHIVER:
                         archive.append(valid, batch_id)
                     publisher.publish(metrics)

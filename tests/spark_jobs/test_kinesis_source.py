@@ -35,6 +35,7 @@ from devstack.aws import LOCAL_CREDENTIALS, REPO_ROOT, free_port
 from devstack.provision import ensure_stream
 from spark_jobs.common import schemas
 from spark_jobs.common.kinesis_source import (
+    ARROW_SCHEMA,
     CONNECTOR_FORMAT,
     FORMAT,
     KinesisApi,
@@ -49,6 +50,7 @@ from spark_jobs.common.kinesis_source import (
     ShardOffset,
     ShardRange,
     StartingPosition,
+    arrow_batches,
     backoff_delays_ms,
     discover_shards,
     initial_offsets,
@@ -427,12 +429,23 @@ def scripted_reader(
     return KinesisStreamReader(parsed, lambda _: kinesis, sleep=record_sleep)  # type: ignore[arg-type,return-value]
 
 
+def read_rows(reader: Any, partition: Any) -> list[tuple[Any, ...]]:
+    """The rows a reader yields for a partition (it yields Arrow batches), as tuples in the
+    schema's column order."""
+    rows = []
+    for batch in reader.read(partition):
+        assert batch.schema.equals(ARROW_SCHEMA)
+        columns = [column.to_pylist() for column in batch.columns]
+        rows.extend(zip(*columns, strict=True))
+    return rows
+
+
 def read_batch_rows(reader: KinesisStreamReader, start: Any, end: Any) -> list[str]:
     """What Spark's executors would emit for (start, end], in partition order."""
     rows = []
     for partition in reader.partitions(start, end):
         fresh = scripted_like(reader)  # executors build their own reader
-        rows.extend(row[0].decode() for row in fresh.read(partition))
+        rows.extend(row[0].decode() for row in read_rows(fresh, partition))
     return rows
 
 
@@ -525,7 +538,7 @@ def test_a_batch_reads_each_record_once_and_a_replanned_batch_replays_the_same_r
 
     planned = reader.partitions(start, end)
     assert [p.rows is not None for p in planned] == [True, True]  # type: ignore[attr-defined]
-    rows = [row[0].decode() for p in planned for row in scripted_like(reader).read(p)]
+    rows = [row[0].decode() for p in planned for row in read_rows(scripted_like(reader), p)]
     assert rows == ["a-1", "a-2", "a-3", "b-1", "b-2"]
     assert kinesis.get_records_calls == read_ahead_calls  # nothing read twice
 
@@ -670,7 +683,7 @@ def test_replaying_the_same_offsets_gives_identical_rows(
     assert len(partitions) == len({p.shard_id for p in puts})  # one per shard
 
     def replay() -> list[tuple[Any, ...]]:
-        return [row for p in partitions for row in KinesisStreamReader(options).read(p)]
+        return [row for p in partitions for row in read_rows(KinesisStreamReader(options), p)]
 
     first = replay()
     assert len(first) == 5 * len(partitions)  # the per-shard cap
@@ -920,7 +933,7 @@ def test_at_timestamp_starts_at_the_first_record_that_arrived_then(
     rows = [
         row
         for partition in reader.partitions(reader.initialOffset(), end)
-        for row in KinesisStreamReader(options).read(partition)
+        for row in read_rows(KinesisStreamReader(options), partition)
     ]
     assert sorted((json.loads(row[0])["key"], json.loads(row[0])["n"]) for row in rows) == expected
 
@@ -1043,3 +1056,18 @@ def test_resharding_while_reading_loses_nothing_and_keeps_key_order(
         "shardId-000000000002",
         "shardId-000000000003",
     ]
+
+
+def test_rows_become_arrow_batches_of_the_record_schema() -> None:
+    arrival = datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    rows = [
+        (f"r{n}".encode(), "trades", f"k{n}" if n % 2 else None, str(100 + n), arrival)
+        for n in range(25)
+    ]
+    rows[3] = (b"\x00\xff", "trades", "k", "103", None)  # binary data, no arrival time
+    batches = list(arrow_batches(rows, size=10))
+    assert [b.num_rows for b in batches] == [10, 10, 5]
+    assert all(b.schema.equals(ARROW_SCHEMA) for b in batches)
+    back = [row for b in batches for row in zip(*(c.to_pylist() for c in b.columns), strict=True)]
+    assert back == rows
+    assert list(arrow_batches([])) == []
