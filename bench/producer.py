@@ -28,6 +28,7 @@ from bench.measure import Figure, Section, ratios
 from producer.batching import Record
 from producer.connectors import BaseConnector, BinanceConnector, CoinbaseConnector
 from producer.events import TradeEvent, iso_from_ms, utc_now_iso
+from producer.kinesis_wire import wire_for
 from producer.metrics import ProducerCounters
 from producer.publisher import to_record
 from producer.settings import ProducerSettings, load_settings
@@ -412,8 +413,9 @@ def _dist_version(name: str) -> str | None:
 
 def publish(section: Section, events: list[TradeEvent], repeat: int) -> None:
     """`producer_publish_msgs_per_s`: `KinesisPublisher.publish` with the producer's default
-    batching, through a real boto3 client, against `devstack.kinesis_sink` (PutRecords only,
-    answered at once) in its own process, so the endpoint's work does not share our GIL."""
+    batching, through the producer's own client (PutRecords over `producer.kinesis_wire`, built
+    from the boto3 client), against `devstack.kinesis_sink` (PutRecords only, answered at once)
+    in its own process, so the endpoint's work does not share our GIL."""
     from producer.service import kinesis_client, publisher_for
 
     sink = subprocess.Popen(
@@ -465,19 +467,23 @@ def publish(section: Section, events: list[TradeEvent], repeat: int) -> None:
             "msgs/s",
             f"`KinesisPublisher.publish` of {len(events):,} events with the producer's default "
             f"settings (batches of {settings.batch_max_records}, {settings.publish_max_in_flight} "
-            f"requests in flight; {calls} PutRecords calls), its real boto3 client "
-            "(`service.kinesis_client`), against `devstack.kinesis_sink --no-store` in another "
-            "process: the endpoint accepts every entry at once, so this measures the publisher.",
+            f"requests in flight; {calls} PutRecords calls) over the lean PutRecords path "
+            "(`producer.kinesis_wire`, from the producer's boto3 client `service.kinesis_client`: "
+            "orjson body, botocore's SigV4 signer and HTTP session), against "
+            "`devstack.kinesis_sink --no-store` in another process: the endpoint accepts every "
+            "entry at once, so this measures the publisher.",
         )
     )
 
 
 # Where a PutRecords call's CPU goes, by the file its functions live in.
 _PUT_STAGES = (
+    ("producer/kinesis_wire.py", "producer: the PutRecords body and answer (kinesis_wire)"),
     ("botocore/validate.py", "botocore: parameter validation"),
     ("botocore/serialize.py", "botocore: request serialization (base64, JSON)"),
     ("botocore/parsers.py", "botocore: response parsing"),
     ("botocore/auth.py", "botocore: SigV4 signing"),
+    ("botocore/httpsession.py", "HTTP (urllib3, http.client, sockets)"),
     ("botocore/", "botocore: the rest (events, endpoint, retries)"),
     ("urllib3/", "HTTP (urllib3, http.client, sockets)"),
     ("http/client.py", "HTTP (urllib3, http.client, sockets)"),
@@ -493,31 +499,37 @@ def _put_stage(filename: str, function: str) -> str:
         if "send" in function:
             return "HTTP (urllib3, http.client, sockets)"
         if "base64" in function:
-            return "botocore: request serialization (base64, JSON)"
-        return "builtins (hashing, JSON, str/bytes)"
+            return "base64 of the records' data"
+        if "sha256" in function or "hmac" in function or "digest" in function:
+            return "botocore: SigV4 signing"
+        return "builtins (JSON, str/bytes)"
     return next((name for part, name in _PUT_STAGES if part in filename), "other Python")
 
 
 def put_records_profile(
     client: Any, settings: ProducerSettings, events: list[TradeEvent], batches: int = 20
 ) -> dict[str, Any]:
-    """cProfile of PutRecords calls as the publisher makes them (same client, same entries),
-    in one thread: each stage's share of the CPU time, and the top functions."""
+    """cProfile of PutRecords calls as the publisher makes them (same client, same records),
+    in one thread: each stage's share of the CPU time, and the top functions; then the same
+    calls through boto3's own `put_records`, for comparison (`boto3_cpu_ms_per_call`)."""
     size = settings.batch_max_records
-    chunks = [events[i : i + size] for i in range(0, size * batches, size)]
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for chunk in chunks:
-        records = [to_record(e) for e in chunk]
-        entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in records]
-        client.put_records(StreamName=settings.stream_name, Records=entries)
-    profiler.disable()
-    stats = pstats.Stats(profiler)
+    chunks = [[to_record(e) for e in events[i : i + size]] for i in range(0, size * batches, size)]
+    wire = wire_for(client)
+
+    def lean() -> None:
+        for records in chunks:
+            wire.put_records(settings.stream_name, records)
+
+    def boto3_way() -> None:
+        for records in chunks:
+            entries = [{"Data": r.data, "PartitionKey": r.partition_key} for r in records]
+            client.put_records(StreamName=settings.stream_name, Records=entries)
+
+    profiler, total = _profiled(lean)
+    _, boto3_total = _profiled(boto3_way)
     shares: dict[str, float] = {}
-    total = 0.0
-    raw: dict[Any, Any] = getattr(stats, "stats", {})
+    raw: dict[Any, Any] = getattr(pstats.Stats(profiler), "stats", {})
     for (filename, _, function), (_, _, tottime, _, _) in raw.items():
-        total += tottime
         stage = _put_stage(filename, function)
         shares[stage] = shares.get(stage, 0.0) + tottime
     out = io.StringIO()
@@ -527,9 +539,20 @@ def put_records_profile(
         "calls": len(chunks),
         "records_per_call": size,
         "cpu_ms_per_call": round(total / max(1, len(chunks)) * 1000, 2),
+        "boto3_cpu_ms_per_call": round(boto3_total / max(1, len(chunks)) * 1000, 2),
         "shares": {k: round(v / total, 3) for k, v in sorted(shares.items(), key=lambda i: -i[1])},
         "top": text[text.find("   ncalls") :].rstrip(),
     }
+
+
+def _profiled(work: Callable[[], None]) -> tuple[cProfile.Profile, float]:
+    """`work()` under cProfile: the profile and the total own time (seconds)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    work()
+    profiler.disable()
+    raw: dict[Any, Any] = getattr(pstats.Stats(profiler), "stats", {})
+    return profiler, sum(entry[2] for entry in raw.values())
 
 
 def events(frames: list[market.Frame]) -> list[TradeEvent]:

@@ -282,13 +282,10 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
             "",
         ]
     out += [
-        "What was optimized (same behaviour, `tests/producer` green):",
+        "What was optimized (same behaviour, `tests/producer` green), first round:",
         "",
         "- `utc_now_iso` (once per frame): `datetime.now(UTC).strftime(...)` was the largest "
         "single cost; now `time.time_ns()` and the cached formatted second, the same string.",
-        "- `TradeEvent` and `Record` are NamedTuples instead of frozen dataclasses: a frozen "
-        "dataclass's `__init__` sets each field through `object.__setattr__` (~6× slower to "
-        "build); the parsers build the event positionally (keywords cost a third more).",
         "- The connector's `last_trade_lag_ms` gauge parsed two ISO timestamps per trade; it "
         "is now worked out from the latest trade when the metrics are read.",
         "- Trade-id tracking built a throw-away `TradeIdTracker` per trade "
@@ -296,9 +293,25 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
         "- The live path awaits one coroutine per trade (the emit) instead of three "
         "(`_handle`/`_accept` are plain functions that say what to emit).",
         "- Symbol resolution is one dict lookup (no per-call `{}` and `upper()`).",
-        "- Publisher: the batcher works a record's size out once instead of four times; the "
-        "boto3 client skips client-side parameter validation (Kinesis validates; walking 500 "
-        "entries per call was a third of the publisher's CPU).",
+        "- Publisher: the batcher works a record's size out once instead of four times.",
+        "",
+        "Second round:",
+        "",
+        "- Trade frames are decoded by msgspec straight into typed structs "
+        "(`producer/exchanges/frames.py`: only the fields the event needs, types and ranges "
+        "checked in C) — faster than `orjson.loads` building the dicts. A frame the typed "
+        "decoder refuses goes through the generic path (`orjson.loads` and the key-by-key "
+        "checks), which names what is wrong; property tests check both paths give the very same "
+        "result for mutated and recorded frames.",
+        "- The record is encoded from a msgspec `Struct` (was: a dict, then `orjson.dumps`); "
+        "`TradeEvent` and `Record` are msgspec `Struct`s, built in C (a NamedTuple's `__new__` is "
+        "Python: 4× slower; a frozen dataclass slower still).",
+        "- Both clocks format by table lookups (the second's prefix once per second, the "
+        "fraction's digits from tables).",
+        "- PutRecords goes over `producer/kinesis_wire.py`: the body serialized with base64 and "
+        "`orjson` in one pass, signed with botocore's SigV4 signer, sent on botocore's HTTP "
+        "session, the answer read with `orjson` (boto3 stays for every other call). The same "
+        "path serves the Spark source's GetRecords.",
         "",
     ]
     before = BEFORE.get("figures") or {}
@@ -318,9 +331,11 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
         out.append("")
     profile = details.get("publish_profile")
     if profile:
+        boto3_ms = profile.get("boto3_cpu_ms_per_call")
+        compared = f" (through boto3's `put_records`: {boto3_ms} ms)" if boto3_ms else ""
         out.append(
             f"Publisher: one PutRecords call of {profile['records_per_call']} records costs "
-            f"{profile['cpu_ms_per_call']} ms in one thread (cProfile, wall time, "
+            f"{profile['cpu_ms_per_call']} ms in one thread{compared} (cProfile, wall time, "
             f"{profile['calls']} calls). Share by stage:"
         )
         out.append("")
@@ -471,30 +486,34 @@ JOB_FIGURES = ("whale_job_events_per_s", "volume_job_events_per_s", "spread_job_
 
 
 def _why_jobs(keys: list[str], r: dict[str, Any]) -> list[str]:
-    moto = r.get("moto_get_records_per_s")
     rates = "; ".join(
         f"`{k.removesuffix('_events_per_s')}`: {fmt(r.get(k))} events/s from the stream, "
         f"{fmt(r.get(k.removesuffix('_events_per_s') + '_file_source_events_per_s'))} from files"
         for k in keys
     )
     return [
-        f"{rates}. The local Kinesis is the first limit: moto serves {fmt(moto)} records/s to "
-        "a bare GetRecords loop (its generic response serializer walks the service model for "
-        "every field of every record), and the python source fetches each record twice (the "
-        "read-ahead in `latestOffset` of each of the job's two queries; the rows then travel "
-        "with the batch's partitions instead of being fetched again by `read`): at most "
-        f"{fmt(moto / 2 if moto else None)} events/s before any processing. From files, the "
-        "limit is the per-batch "
-        "work of the two queries (the quality aggregation, the DLQ, persisted batches, Iceberg "
-        "commits through pyiceberg in the driver, DynamoDB puts) on two cores shared with the "
-        "Python workers: see `addBatch` in the breakdown table.",
+        f"{rates}. Reading files, too, the jobs stay far from the target: the limit is the "
+        "per-batch work on two cores shared with the Python workers — the quality checks and "
+        "their aggregation, the persisted batch, the detector (the volume job's "
+        "`transformWithStateInPandas` and the spread job's windows are stateful, RocksDB), the "
+        "DLQ, Iceberg commits through pyiceberg in the driver, DynamoDB puts — and, in a run "
+        "of 50 000 events that lasts seconds, the fixed cost of starting the queries (see the "
+        "wall time against the per-query totals in the breakdown). Reading the stream adds "
+        "the python source's own costs (next section).",
         "",
-        "What would move it: one read of the stream per job (quality and detection from one "
-        "`foreachBatch`, halving the reads; done already: the replay reuses the driver's "
-        "read-ahead rows instead of fetching them again), and for local runs a lighter "
-        "Kinesis emulator. The same reads matter against real Kinesis, whose 2 MB/s per shard "
-        "is shared by every consumer: the three detector jobs (two queries each) and the "
-        "archiver (one) fetch each record 7 times, leaving about 570 KB/s (≈2 300 of these "
+        "Done: the local Kinesis answers GetRecords/PutRecords without moto's model-walking "
+        "serializer (`moto_get_records_per_s` above; it was 8 202 records/s), the source reads "
+        "over the lean JSON client (`producer/kinesis_wire.py`) and hands Spark Arrow batches, "
+        "and the whale job (a stateless detector) reads each batch once: quality and detection "
+        "in one query.",
+        "",
+        "What would move it: one read per batch for the stateful jobs as well (their detection "
+        "needs its own streaming plan, so two queries read the stream), fewer Spark jobs per "
+        "micro-batch (each action over a python-source batch runs it through Python workers), "
+        "and on EMR the JVM `aws-kinesis` connector, which the jobs support. Against real "
+        "Kinesis the reads matter in themselves: 2 MB/s per shard is shared by every consumer, "
+        "and the volume and spread jobs (two queries each), the whale job and the archiver "
+        "(one each) fetch each record 6 times, leaving about 670 KB/s (≈2 700 of these "
         "records/s) for the whole pipeline on 2 shards.",
     ]
 
@@ -503,83 +522,74 @@ def _why(key: str, r: dict[str, Any]) -> list[str]:
     get = r.get
     if key == "producer_normalize_vs_orjson_ratio":
         minimal = get("python_minimal_normalize_vs_orjson_ratio")
-        bound = (
-            "is itself above the target: 4 is below what CPython with orjson can do here"
-            if minimal is not None and minimal > 4
-            else "leaves little room under the target for everything the producer does beyond it"
-        )
         return [
             f"The producer's path costs {fmt(get(key), 'x')}× a bare `orjson.loads` of the same "
-            "frames. The least Python that makes the same records from the same frames — no "
-            "validation, no counters, no trade-id tracking, no objects, no coroutines "
-            f"(`python_minimal_normalize_vs_orjson_ratio`) — costs {fmt(minimal, 'x')}×, which "
-            f"{bound}: reading a frame is one C call, while making the record is a clock read, "
-            "two float parses, two timestamp formats, a dict and an `orjson.dumps`, each a few "
-            "hundred nanoseconds of interpreter. The producer's remaining cost over that bound "
-            "is what it needs on top (see the stage table and the profile above): the "
-            "validation that turns a malformed frame into a counted rejection, the `TradeEvent`, "
-            "per-product trade-id tracking for gap detection, the counters, and the `Record`.",
+            "frames. It no longer parses with `orjson` (msgspec decodes trade frames into typed "
+            "structs, faster than the floor itself), so what is left is the Python around it: "
+            "per frame a coroutine, the producer's clock, two float parses, the trade-time "
+            "format, the `TradeEvent`, the counters and trade-id tracking, then the record "
+            "(a `Struct` encoded in C) — a few hundred nanoseconds of interpreter each (stage "
+            "table and profile above). For comparison, the least Python that makes the same "
+            "records on `orjson` — no validation, no counters, no tracking, no objects, no "
+            "coroutines (`python_minimal_normalize_vs_orjson_ratio`) — costs "
+            f"{fmt(minimal, 'x')}×.",
             "",
-            "What would move it: compiling the normalizer (mypyc or Cython on "
-            "`producer/exchanges`, `producer/events` and `producer/gaps`: the same code, typed, "
-            "without the interpreter's per-call cost), or decoding frames straight into typed "
-            "structs in C (msgspec `Struct`s, validation included, and encoding records from "
-            "them) — each a new build step or dependency for the producer image.",
+            "What would move it: compiling the frame path (mypyc or Cython on "
+            "`producer/exchanges`, `producer/events`, `producer/gaps` and the connector's "
+            "`on_frame`) to remove the interpreter's per-call cost. A throwaway mypyc build of "
+            "the parsers made `Exchange.parse` about 1.3× faster; it needs a C toolchain in the "
+            "image build and a pure-Python fallback, and msgspec's `Struct` classes must stay "
+            "uncompiled (they live in their own module for that reason).",
         ]
     if key == "producer_normalize_msgs_per_s":
-        floor, minimal = (
-            get("orjson_loads_msgs_per_s"),
-            get("python_minimal_normalize_vs_orjson_ratio"),
-        )
-        reachable = floor / minimal if floor and minimal else None
-        verdict = (
-            "would still miss" if reachable is not None and reachable < 150_000 else "would meet"
-        )
+        floor = get("orjson_loads_msgs_per_s")
         return [
-            f"{fmt(get(key))} frames/s on one core is {fmt(floor)} frames/s of bare "
-            "`orjson.loads` divided by the ratio above. On this CPU the floor alone is slow: even "
-            f"the minimal Python path ({fmt(minimal, 'x')}× the floor) makes {fmt(reachable)} "
-            f"frames/s, and {verdict} the target. The same levers as for the ratio apply.",
+            f"{fmt(get(key))} frames/s on one core. On this CPU the floor alone — `orjson.loads` "
+            f"of each frame, nothing else — is {fmt(floor)} frames/s: 150 000 frames/s leaves "
+            f"{fmt(floor / 150_000 if floor else None, 'x')}× the floor's time for everything. "
+            "The same levers as for the ratio apply.",
         ]
     if key == "producer_publish_msgs_per_s":
         profile = (r.get("sections", {}).get("producer", {}) or {}).get("details", {})
-        shares = (profile.get("publish_profile") or {}).get("shares", {})
-        botocore = sum(v for k, v in shares.items() if k.startswith("botocore"))
+        call = profile.get("publish_profile") or {}
         return [
-            f"The publisher moves {fmt(get(key))} records/s. Its own work per record (queue, "
-            "`to_record`, batching) is small; a PutRecords call of 500 records is CPU-bound in "
-            f"botocore ({botocore:.0%} of a call in the profile above: per-entry serialization "
-            "with base64, then parsing 500 result entries through the service model). Requests "
-            "run in threads, so four in flight share one GIL.",
+            f"The publisher moves {fmt(get(key))} records/s. A PutRecords call of 500 records "
+            f"costs {call.get('cpu_ms_per_call')} ms of CPU over the lean path (through boto3: "
+            f"{call.get('boto3_cpu_ms_per_call')} ms): base64 of the data, SigV4 hashing of the "
+            "~190 KB body, the answer; the rest is the event loop's per-record work (queue, "
+            "`to_record`, batching). Requests run in threads, so four in flight share one GIL.",
             "",
-            "What would move it: a lean PutRecords path for this one hot call (the body "
-            "serialized with `orjson` and base64 in one pass, signed with botocore's SigV4 "
-            "signer, the response read with `orjson`), keeping boto3 for everything else; or "
-            "publishing from a second process.",
+            "What would move it: publishing from a second process, or a compiled record path "
+            "(see normalization).",
         ]
     if key == "kinesis_source_vs_file_source_ratio":
         return [
-            f"Reading the stream costs {fmt(get(key), 'x')}× reading files, all of it the local "
-            "emulator and the two fetches per record described above (compare `latestOffset` "
-            "and `addBatch` between the two sources in the breakdown).",
+            f"Reading the stream costs {fmt(get(key), 'x')}× reading files. The python source "
+            "pays per query for a Python process of its own (imports, a client) and for the "
+            "read-ahead in the driver (`latestOffset` in the breakdown); every Spark action over "
+            "one of its batches runs the rows through Python workers (`addBatch`); and the volume "
+            "and spread jobs read the stream in both of their queries. The whale job, one query "
+            "now, shows the cost of a single read (`whale_job_kinesis_vs_file_ratio`).",
         ]
     if key == "whale_alert_latency_p95_s":
         return [
             f"p95 {fmt(get(key), 's')} s. An alert waits for the micro-batch in progress, then "
-            "for its own batch: both queries of the job share two cores, and a whale batch "
-            "persists the batch, writes DynamoDB, then Iceberg (the alert no longer waits for "
-            "the Iceberg commit). The Kinesis source used to plan no batch at all while the "
-            "producer kept the stream busy (it waited for an empty GetRecords page); it now "
-            "ends a batch at the first page at the shard's tip.",
+            "for its own batch. The whale job is one query: each batch is read once, its whales "
+            "are routed first (DynamoDB, then Iceberg), then the quality metrics, the DLQ (only "
+            "when there are failures) and the archive; an empty output costs no catalog round "
+            "trip. The table inside a batch shows what is left: the first action on a batch "
+            "(the source's rows through Python workers: hundreds of milliseconds even for a few "
+            "hundred rows), the metrics aggregation and the Iceberg commits; DynamoDB is tens "
+            "of milliseconds.",
             "",
             "This is with the trigger at 0 (a batch as soon as the previous one ends); the "
-            "shipped `streaming.trigger_interval_s` of 5 s would add up to 5 s more.",
+            "shipped `streaming.trigger_interval_s` of 5 s would add up to 5 s more. This "
+            "machine's speed also varies over a day: the code of commit f0c0bfec, whose run gave "
+            "p50 2.07 s / p95 2.60 s, gave 3.87 s / 5.25 s when run again before this one.",
             "",
-            "What would move it: shorter batches. The table inside a batch shows where they "
-            "go: the quality query's `validate` (the batch read from the source, every check "
-            "annotated, one aggregation) and the detect query's first action (the same batch "
-            "read again and parsed) are most of it; DynamoDB is tens of milliseconds. One read "
-            "and one plan per batch for both (quality and detection in one `foreachBatch` over "
-            "a persisted batch) would roughly halve the work the two cores do per batch.",
+            "What would move it: fewer Spark jobs per batch (the metrics computed in the same "
+            "pass as the detection), a JVM source (the `aws-kinesis` connector on EMR: no "
+            "Python worker round trip per action), and more cores than the job has queries "
+            "and Python workers.",
         ]
     return []

@@ -139,3 +139,18 @@ def test_entries_that_never_succeed_are_spilled_counted_and_not_silent(
     assert spilled == [f"binance:ETH-USDT:{i}" for i in range(5)]
     assert "records spilled" in caplog.text
     assert publisher.last_error is not None
+
+
+def test_a_counting_sink_answers_every_entry_with_its_own_sequence_number() -> None:
+    """The benchmark's sink keeps nothing (`store=False`): it still answers each entry."""
+    state = SinkState(store=False)
+    with KinesisSink(state) as sink:
+        client = sink_client(sink)
+        first = client.put_records(
+            StreamName="s", Records=[{"Data": b"a", "PartitionKey": "k"}] * 3
+        )
+        second = client.put_records(StreamName="s", Records=[{"Data": b"b", "PartitionKey": "k"}])
+    numbers = [r["SequenceNumber"] for r in first["Records"] + second["Records"]]
+    assert (first["FailedRecordCount"], second["FailedRecordCount"]) == (0, 0)
+    assert len(set(numbers)) == 4
+    assert (state.records, state.entry_attempts, state.requests) == ([], 4, 2)
