@@ -416,7 +416,7 @@ def publish(section: Section, events: list[TradeEvent], repeat: int) -> None:
     batching, through the producer's own client (PutRecords over `producer.kinesis_wire`, built
     from the boto3 client), against `devstack.kinesis_sink` (PutRecords only, answered at once)
     in its own process, so the endpoint's work does not share our GIL."""
-    from producer.service import kinesis_client, publisher_for
+    from producer.service import kinesis_client, publisher_for, tune_process
 
     sink = subprocess.Popen(
         [sys.executable, "-m", "devstack.kinesis_sink", "--no-store"],
@@ -434,9 +434,11 @@ def publish(section: Section, events: list[TradeEvent], repeat: int) -> None:
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
+        interval = sys.getswitchinterval()
         try:
             settings = bench_settings()
             client = kinesis_client(settings)
+            tune_process(settings)  # as `python -m producer run` sets up its process
             runs: list[float] = []
             calls = 0
             for _ in range(repeat):
@@ -452,6 +454,7 @@ def publish(section: Section, events: list[TradeEvent], repeat: int) -> None:
                 calls = counters.put_records_calls
             section.details["publish_profile"] = put_records_profile(client, settings, events)
         finally:
+            sys.setswitchinterval(interval)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(settings: ProducerSettings) -> int:
-    from producer.service import ProducerService, kinesis_client
+    from producer.service import ProducerService, kinesis_client, tune_process
+
+    tune_process(settings)
 
     async def serve() -> int:
         stop = asyncio.Event()
@@ -158,7 +160,7 @@ def _unified(message: dict[str, object], line: str) -> TradeEvent | Rejected:
 def replay_file(
     settings: ProducerSettings, path: Path, forced: str | None, all_products: bool
 ) -> int:
-    from producer.service import check_stream, kinesis_client, publisher_for
+    from producer.service import check_stream, kinesis_client, publisher_for, tune_process
 
     symbols = settings.symbol_map()
     exchanges = {n: cls(symbols, all_products=all_products) for n, cls in EXCHANGE_CLASSES.items()}
@@ -181,6 +183,7 @@ def replay_file(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counters = ProducerCounters()
+    tune_process(settings)
     asyncio.run(publisher_for(settings, client, counters).publish(events))
     summary = {"stream": settings.stream_name, "read": len(events), **stats}
     summary.update(published=counters.published, failed=counters.failed)

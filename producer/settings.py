@@ -50,6 +50,8 @@ class ProducerSettings(BaseSettings):
     batch_max_bytes: int = Field(default=PUT_RECORDS_MAX_BYTES, ge=1024, le=PUT_RECORDS_MAX_BYTES)
     linger_ms: int = Field(default=100, ge=0, le=60_000)
     publish_max_in_flight: int = Field(default=4, ge=1, le=64)
+    # CPython's GIL switch interval for the producer process (`service.tune_process`).
+    gil_switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
     publish_retry_max_s: float = Field(default=120.0, gt=0)
     publish_backoff_max_s: float = Field(default=5.0, gt=0)
     spill_path: str | None = None

@@ -95,3 +95,20 @@ def test_the_service_refuses_to_start_on_invalid_config() -> None:
     )
     assert result.returncode == 2
     assert "PRODUCER_BATCH_MAX_RECORDS: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_the_process_gets_the_configured_gil_switch_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producer.service import tune_process
+
+    monkeypatch.setenv("PRODUCER_GIL_SWITCH_INTERVAL_MS", "2")
+    before = sys.getswitchinterval()
+    try:
+        tune_process(load_settings())
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
+    monkeypatch.setenv("PRODUCER_GIL_SWITCH_INTERVAL_MS", "0")
+    with pytest.raises(ConfigError, match="GIL_SWITCH_INTERVAL_MS"):
+        load_settings()
