@@ -49,6 +49,19 @@ BEFORE: dict[str, Any] = {
     },
 }
 
+# The second round (commit f0c0bfec against the code with msgspec, the lean PutRecords and
+# the table clocks, before the GIL switch interval): `python -m bench --only producer --repeat 3`
+# for each, back to back on 2026-11-22 (this machine's speed varies over a day, so only runs side
+# by side compare).
+SECOND_ROUND: dict[str, Any] = {
+    "commit": "f0c0bfec",
+    "figures": {
+        "producer_normalize_msgs_per_s": (64_797, 107_561),
+        "producer_normalize_vs_orjson_ratio": (7.57, 4.70),
+        "producer_publish_msgs_per_s": (22_016, 41_754),
+    },
+}
+
 RESULTS_JSON = "results.json"
 RESULTS_MD = "RESULTS.md"
 
@@ -317,18 +330,20 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
     before = BEFORE.get("figures") or {}
     if before:
         out.append(
-            f"Before and after this work (commit {BEFORE['commit']} against the optimized code, "
-            "alternating runs in fresh processes on the same machine, medians of 3):"
+            f"First round, before and after (commit {BEFORE['commit']} against the optimized "
+            "code, alternating runs in fresh processes on the same machine, medians of 3):"
         )
         out.append("")
-        out += _table(
-            ["figure", "before", "after", "speed-up"],
-            [
-                [f"`{k}`", fmt(old), fmt(new), f"{new / old:.2f}×"]
-                for k, (old, new) in before.items()
-            ],
-        )
-        out.append("")
+        out += _before_after(before)
+    second = SECOND_ROUND["figures"]
+    out.append(
+        f"Second round, before and after (commit {SECOND_ROUND['commit']} against the code with "
+        "the typed decode, the Struct records, the table clocks and the lean PutRecords, before "
+        "the GIL switch interval; `--only producer --repeat 3` each, back to back; the ratio is "
+        "a time ratio, lower is better):"
+    )
+    out.append("")
+    out += _before_after(second)
     profile = details.get("publish_profile")
     if profile:
         boto3_ms = profile.get("boto3_cpu_ms_per_call")
@@ -345,6 +360,15 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
         )
         out += ["", "```", profile["top"], "```", ""]
     return out
+
+
+def _before_after(figures: dict[str, tuple[float, float]]) -> list[str]:
+    rows = []
+    for key, (old, new) in figures.items():
+        unit = "x" if key.endswith("_ratio") else ""
+        change = old / new if key.endswith("_ratio") else new / old
+        rows.append([f"`{key}`", fmt(old, unit), fmt(new, unit), f"{change:.2f}×"])
+    return [*_table(["figure", "before", "after", "better by"], rows), ""]
 
 
 def _jobs_part(results: dict[str, Any], section: dict[str, Any] | None) -> list[str]:
@@ -450,9 +474,9 @@ def _inside_a_batch(d: dict[str, Any]) -> list[str]:
     if not inside:
         return []
     return [
-        "Inside the job's micro-batches (the `foreachBatch` handlers of both queries, timed in "
-        "the driver; computing a batch from the source happens in the first action on it, so "
-        "it is inside the first step of each query):",
+        "Inside the job's micro-batches (the whale job is one query: its `foreachBatch` "
+        "handler, timed in the driver, step by step in the order it runs them; reading a batch "
+        "from the source happens in the first action on it, so it is inside the first step):",
         "",
         *_table(
             ["step", "calls", "median ms", "p90 ms"],
@@ -499,7 +523,9 @@ def _why_jobs(keys: list[str], r: dict[str, Any]) -> list[str]:
         "DLQ, Iceberg commits through pyiceberg in the driver, DynamoDB puts — and, in a run "
         "of 50 000 events that lasts seconds, the fixed cost of starting the queries (see the "
         "wall time against the per-query totals in the breakdown). Reading the stream adds "
-        "the python source's own costs (next section).",
+        "the python source's own costs (`kinesis_source_vs_file_source_ratio`): a Python "
+        "process per query for the source (imports, a client), the read-ahead in the driver "
+        "(`latestOffset`), and the rows through Python workers in every action on a batch.",
         "",
         "Done: the local Kinesis answers GetRecords/PutRecords without moto's model-walking "
         "serializer (`moto_get_records_per_s` above; it was 8 202 records/s), the source reads "
@@ -575,10 +601,10 @@ def _why(key: str, r: dict[str, Any]) -> list[str]:
         return [
             f"p95 {fmt(get(key), 's')} s. An alert waits for the micro-batch in progress, then "
             "for its own batch. The whale job is one query: each batch is read once, its whales "
-            "are routed first (DynamoDB, then Iceberg), then the quality metrics, the DLQ (only "
-            "when there are failures) and the archive; an empty output costs no catalog round "
-            "trip. The table inside a batch shows what is left: the first action on a batch "
-            "(the source's rows through Python workers: hundreds of milliseconds even for a few "
+            "are routed first (DynamoDB, then Iceberg), then the quality metrics and the DLQ "
+            "(only when there are failures); an empty output costs no catalog round trip. The "
+            "table inside a batch shows what is left: the first action on a batch (the "
+            "source's rows through Python workers: hundreds of milliseconds even for a few "
             "hundred rows), the metrics aggregation and the Iceberg commits; DynamoDB is tens "
             "of milliseconds.",
             "",

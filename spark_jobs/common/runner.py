@@ -10,8 +10,8 @@ checkpoint folder, each an independent consumer of the stream:
   the Iceberg tables and DynamoDB by the `AlertRouter`.
 - A stateless detector (the whale detector) runs inside the quality query instead: each
   micro-batch is read and validated once, its valid rows go through the detector as a static
-  DataFrame, and the alerts are routed before the DLQ is written — one query, half the reads of
-  the stream and half the work per batch, and the alert waits for less.
+  DataFrame, and the alerts are routed first, then the metrics and the DLQ — one consumer of the
+  stream instead of two, and one read, parse and validation per batch.
 
 Both sinks are idempotent per micro-batch (Iceberg commits tagged with writer + batch id,
 DynamoDB conditional puts, DLQ files named by batch id), so a batch replayed after a crash
