@@ -72,7 +72,8 @@ class Binance(Exchange):
     def parse(self, frame: bytes | str, ingestion_timestamp: str) -> Parsed:
         try:
             trade = decode_binance_trade(frame).data
-        except ValueError:  # msgspec's errors, and UnicodeDecodeError, are ValueErrors
+        except (ValueError, RecursionError):  # msgspec's errors and UnicodeDecodeError are
+            # ValueErrors; a frame nested deeper than msgspec goes raises RecursionError
             return self.parse_generic(frame, ingestion_timestamp)
         try:  # `positive_decimal`, inlined: this runs for every trade
             price, quantity = float(trade.p), float(trade.q)

@@ -90,7 +90,8 @@ class Coinbase(Exchange):
     def parse(self, frame: bytes | str, ingestion_timestamp: str) -> Parsed:
         try:
             typed = decode_coinbase_feed(frame)
-        except ValueError:  # msgspec's errors, and UnicodeDecodeError, are ValueErrors
+        except (ValueError, RecursionError):  # msgspec's errors and UnicodeDecodeError are
+            # ValueErrors; a frame nested deeper than msgspec goes raises RecursionError
             return self.parse_generic(frame, ingestion_timestamp)
         if isinstance(typed, CoinbaseHeartbeat):
             return Heartbeat(typed.product_id, typed.last_trade_id)

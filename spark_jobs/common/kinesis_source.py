@@ -83,7 +83,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
-from producer.kinesis_wire import wire_for
+from producer.kinesis_wire import KinesisWire, wire_for
 from spark_jobs.common.schemas import RAW_KINESIS_RECORD
 from spark_jobs.common.settings import JobSettings, StreamSettings
 
@@ -679,7 +679,7 @@ def get_records_call(client: KinesisClient) -> GetRecordsCall:
     records was most of the reader's CPU. Any other client (the tests' scripted Kinesis) answers
     GetRecords itself."""
     if isinstance(client, BaseClient):
-        wire = wire_for(client)
+        wire: KinesisWire = wire_for(client)
         return lambda iterator, limit: cast(
             "GetRecordsOutputTypeDef", wire.get_records(iterator, limit)
         )

@@ -39,6 +39,9 @@ STUB_SERVICES = {
     "GlueClient": "glue",
     "EMRServerlessClient": "emr-serverless",
     "STSClient": "sts",
+    # Not a stub: `producer.kinesis_wire`, the lean PutRecords/GetRecords beside a boto3 client.
+    # Its methods are named after the operations they call, so they count like a client's.
+    "KinesisWire": "kinesis",
 }
 SERVICES = tuple(sorted(set(STUB_SERVICES.values())))
 # Names of functions that make a client from a service name given as first argument.

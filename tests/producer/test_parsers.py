@@ -438,10 +438,26 @@ def test_rest_pages_parse_to_ascending_trades() -> None:
         '{"stream":"x","data":{"e":"trade","s":"BTCUSDT\u00e9","t":5,"p":"1","q":"1",'
         '"T":1700000000000,"m":true}}',
         b'{"stream":"x","data":{"e":"trade","s":"BTCUSDT","t":6,"p":"\xff","q":"1"}}',
+        # Nested deeper than either decoder goes.
+        '{"stream":"x","data":' + "[" * 100_000,
+        '{"stream":"x","data":{"e":"trade","x":' + "[" * 100_000,
     ],
 )
 def test_binance_edge_frames_agree_on_both_paths(frame: str | bytes) -> None:
     both_paths_agree(Binance(DEFAULT_MAP, all_products=True), frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 100_000,
+        '{"type":"match","x":' + "[" * 100_000,
+        '{"type":"heartbeat","product_id":' + "[" * 100_000,
+    ],
+)
+def test_coinbase_edge_frames_agree_on_both_paths(frame: str) -> None:
+    parsed = both_paths_agree(Coinbase(DEFAULT_MAP, all_products=True), frame)
+    assert isinstance(parsed, Rejected)
 
 
 def test_the_typed_path_reads_every_recorded_trade_frame(monkeypatch: pytest.MonkeyPatch) -> None:
