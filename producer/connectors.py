@@ -262,7 +262,7 @@ class BaseConnector(ABC):
 
     def _admit(self, trade: TradeEvent, *, backfill: bool) -> bool:
         """True when `trade` is to be published (its id is new); counts and notes gaps."""
-        product = self._products[trade.symbol]  # `native_product`, inlined: once per trade
+        product = self._products[trade.symbol]  # the exchange product: the tracker key
         tracker = self.trackers.get(product)
         if tracker is None:
             tracker = self.trackers[product] = TradeIdTracker()
@@ -278,10 +278,6 @@ class BaseConnector(ABC):
         elif len(tracker.missing) > gaps_before:
             self._gap_found(product)
         return True
-
-    def native_product(self, trade: TradeEvent) -> str:
-        """The exchange product a trade belongs to (tracker key)."""
-        return self._products[trade.symbol]
 
     def _gap_found(self, product: str) -> None:
         self.counters.gaps_detected += 1

@@ -357,6 +357,8 @@ class IcebergSink:
         """
         if batch_id < 0:
             raise ValueError(f"batch_id must be >= 0, got {batch_id}")
+        if isinstance(data, pa.Table) and data.num_rows == 0:
+            return False  # rows already computed and none: no catalog round trip
         self.table.refresh()
         committed, latest = self._lookup(batch_id)
         if committed:

@@ -100,11 +100,9 @@ class AlertRouter:
                 items = [alert_item(r, self.settings.alerts.ttl_days, now) for r in alert_rows]
                 put_alerts(self.dynamodb, self.settings.alerts.dynamodb_table, items)
             for table, rows in outputs.items():
-                # Computed first: most micro-batches have no rows for a table, and an empty one
-                # then costs no catalog round trip at all.
-                arrow = rows.toArrow()
-                if arrow.num_rows:
-                    self.sink(table).append(arrow, batch_id)
+                # Computed first: most micro-batches have no rows for a table, and an empty
+                # Arrow table costs the sink no catalog round trip.
+                self.sink(table).append(rows.toArrow(), batch_id)
             if alert_rows:
                 self.sink(ALERTS).append(alerts, batch_id)
         finally:
