@@ -13,8 +13,10 @@ row with a missing price fails `validity_price_positive` as well as `completenes
   ERROR check only (a row without a timestamp is incomplete, not late); `warnings` is empty on
   DLQ rows.
 
-The jobs use this twice: `annotate` (pure Column expressions, works on a streaming DataFrame) in
-the detector query, and `validate` (a static micro-batch) in the quality query's foreachBatch.
+`annotate` is pure Column expressions: the streaming jobs annotate the stream once, in its plan
+(the processing time is then the micro-batch's time, so a replayed batch gets the same verdicts),
+and each micro-batch of the quality query is `split` into valid rows, DLQ rows and metrics. A
+backtest (a static DataFrame) is annotated and split in one call, `validate`.
 """
 
 from __future__ import annotations
@@ -208,24 +210,21 @@ class DataQualityChecker:
 
         The processing time is pinned (`now`, default: the wall clock at the call) so that every
         action on the results sees the same verdicts. The annotated batch is cached until the
-        next `validate` or `release()`, so the DLQ and the sinks do not re-read the source.
+        next `validate`/`split` or `release()`, so the DLQ and the sinks do not re-read it.
         """
-        valid, invalid, measure = self.split(df, batch_id, now, keep)
+        annotated = self.annotate(df, now or datetime.now(UTC))
+        valid, invalid, measure = self.split(annotated, batch_id, keep)
         return valid, invalid, measure()
 
     def split(
-        self,
-        df: DataFrame,
-        batch_id: int = 0,
-        now: datetime | None = None,
-        keep: Sequence[str] = (),
+        self, annotated: DataFrame, batch_id: int = 0, keep: Sequence[str] = ()
     ) -> tuple[DataFrame, DataFrame, Callable[[], QualityMetrics]]:
-        """`validate` without its aggregation: (valid rows, DLQ rows, a function that measures
-        the batch). Nothing runs yet: the first action on either result reads the batch (and
-        caches it), so a caller in a hurry for the valid rows does not wait for the metrics."""
-        now = now or datetime.now(UTC)
+        """An `annotate`d batch -> (valid rows, DLQ rows, a function that measures the batch),
+        as `validate` describes them. Nothing runs yet: the first action on either result reads
+        the batch (and caches it until the next `split` or `release()`), so a caller in a hurry
+        for the valid rows does not wait for the metrics."""
         self.release()
-        annotated = self.annotate(df, now).persist(StorageLevel.MEMORY_AND_DISK)
+        annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
         self._cached = annotated
         passed = F.size(FAILED_CHECKS) == 0
         valid = annotated.where(passed).select(*TRADE_COLUMNS, *keep)

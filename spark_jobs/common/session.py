@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from spark_jobs.common.settings import JobSettings
 
 LAUNCHER_MASTER = "launcher"
+# Where `spark_jobs` is imported from: local Python workers get it on their path.
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class JavaMissingError(RuntimeError):
@@ -49,6 +52,14 @@ def build_session(settings: JobSettings, app_name: str) -> SparkSession:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.streaming.stateStore.stateSchemaCheck": "true",
     }
+    if spark.master.startswith("local"):
+        # pyspark's worker daemon without Spark's jar on the import path: each Python task
+        # then starts in microseconds instead of ~0.4 s (see `worker_daemon`). Local only: on
+        # EMR the workers' path and Python are the cluster's.
+        conf["spark.python.daemon.module"] = "spark_jobs.common.worker_daemon"
+        conf["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(
+            entry for entry in (PROJECT_ROOT, os.environ.get("PYTHONPATH")) if entry
+        )
     if spark.state_store == "rocksdb":
         conf["spark.sql.streaming.stateStore.providerClass"] = (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
