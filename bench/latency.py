@@ -72,6 +72,7 @@ def live_scenario(start: datetime) -> Scenario:
 # order it does them: the whale job is one query (a stateless detector detects inside the
 # quality query's batches).
 TIMED = (
+    ("spark_jobs.common.quality", "DataQualityChecker", "split", "split the batch (plans only)"),
     (
         "spark_jobs.common.runner",
         None,
@@ -85,7 +86,7 @@ TIMED = (
         "spark_jobs.common.quality",
         "DataQualityChecker",
         "_measure",
-        "quality metrics (1 aggregation)",
+        "quality metrics (observed by the detection's read)",
     ),
     ("spark_jobs.common.dlq", "DlqWriter", "write", "write the DLQ"),
 )

@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from spark_jobs.common.columns import ColumnCache
+
 # A column the runner adds to a stateless detector's trades: the micro-batch's time, taken in the
 # streaming plan (where `current_timestamp()` is the batch time recorded in the offset log, so a
 # replayed batch gets the same time). In a `foreachBatch` handler `current_timestamp()` would be
@@ -50,6 +52,8 @@ class BaseDetector(ABC):
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = dict(self.defaults)
+        # Column expressions a detector builds from its parameters, kept across micro-batches.
+        self.columns = ColumnCache()
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """Take the module's parameters; unknown names and wrong types fail naming them."""
@@ -63,6 +67,7 @@ class BaseDetector(ABC):
             default = self.defaults[name]
             params[name] = _coerce(self.module_id, name, value, default)
         self.params = params
+        self.columns = ColumnCache()  # built from the old parameters
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 - optional hook

@@ -21,17 +21,22 @@ backtest (a static DataFrame) is annotated and split in one call, `validate`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Literal
+from typing import Literal, Protocol
 
+from py4j.protocol import Py4JError
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType, StringType
 
+from spark_jobs.common.columns import ColumnCache
 from spark_jobs.common.settings import JobSettings
 from spark_jobs.common.trades import JSON_OK, RAW, TRADE_COLUMNS
 
@@ -48,6 +53,10 @@ PROCESSED_AT = "_processed_at"
 LATE_CHECK = "timeliness_recent"
 
 _INFINITY = float("inf")
+# How long `measure(scanned=True)` waits for observed metrics before aggregating instead.
+OBSERVATION_WAIT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,13 @@ def default_checks(settings: JobSettings) -> list[Check]:
     ]
 
 
+class Measure(Protocol):
+    """`split`'s third result: the batch's metrics; `scanned=True` when an action has already
+    read the whole batch through the valid or the DLQ rows (then no aggregation runs)."""
+
+    def __call__(self, scanned: bool = False) -> QualityMetrics: ...
+
+
 class DataQualityChecker:
     """The configured checks of one job. Input: `trades.PARSED_COLUMNS` (stream or static)."""
 
@@ -154,6 +170,7 @@ class DataQualityChecker:
         if bad:
             raise ValueError(f"quality checks with a severity other than ERROR/WARN: {bad}")
         self._cached: DataFrame | None = None
+        self._columns = ColumnCache()
 
     @property
     def error_checks(self) -> list[str]:
@@ -213,30 +230,52 @@ class DataQualityChecker:
         next `validate`/`split` or `release()`, so the DLQ and the sinks do not re-read it.
         """
         annotated = self.annotate(df, now or datetime.now(UTC))
-        valid, invalid, measure = self.split(annotated, batch_id, keep)
+        valid, invalid, measure = self.split(annotated, batch_id, keep, cache=True)
         return valid, invalid, measure()
 
     def split(
-        self, annotated: DataFrame, batch_id: int = 0, keep: Sequence[str] = ()
-    ) -> tuple[DataFrame, DataFrame, Callable[[], QualityMetrics]]:
+        self,
+        annotated: DataFrame,
+        batch_id: int = 0,
+        keep: Sequence[str] = (),
+        cache: bool = False,
+    ) -> tuple[DataFrame, DataFrame, Measure]:
         """An `annotate`d batch -> (valid rows, DLQ rows, a function that measures the batch),
-        as `validate` describes them. Nothing runs yet: the first action on either result reads
-        the batch (and caches it until the next `split` or `release()`), so a caller in a hurry
-        for the valid rows does not wait for the metrics."""
+        as `validate` describes them. Nothing runs yet.
+
+        The batch's metrics are observed (`DataFrame.observe`): an action that reads the whole
+        batch through the valid or the DLQ rows computes them on the way, and `measure(scanned=
+        True)` then takes them instead of running an aggregation of its own. `cache` keeps the
+        annotated batch (until the next `split` or `release()`) for callers that read it often;
+        a micro-batch is read once or twice, and caching it costs more than it saves.
+        """
         self.release()
-        annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
-        self._cached = annotated
-        passed = F.size(FAILED_CHECKS) == 0
-        valid = annotated.where(passed).select(*TRADE_COLUMNS, *keep)
-        invalid = annotated.where(~passed).select(
-            F.col(RAW),
-            F.col("event_id"),
-            F.col(FAILED_CHECKS),
-            F.element_at(FAILED_CHECKS, 1).alias("reason"),
-            F.lit(self.job).alias("job"),
-            F.lit(batch_id).cast(LongType()).alias("batch_id"),
+        if cache:
+            annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
+            self._cached = annotated
+        observation = Observation(f"quality_{uuid.uuid4().hex}")
+        observed = annotated.observe(observation, *self._metric_columns())
+        passed, failed, dlq_columns = self._columns.get("split", self._split_columns)
+        valid = observed.where(passed).select(*TRADE_COLUMNS, *keep)
+        invalid = observed.where(failed).select(
+            *dlq_columns, F.lit(batch_id).cast(LongType()).alias("batch_id")
         )
-        return valid, invalid, partial(self._measure, annotated)
+        return valid, invalid, partial(self._measure, observed, observation)
+
+    def _split_columns(self) -> tuple[Column, Column, list[Column]]:
+        """(passed, failed, the DLQ columns but `batch_id`)."""
+        passed = F.size(FAILED_CHECKS) == 0
+        return (
+            passed,
+            ~passed,
+            [
+                F.col(RAW),
+                F.col("event_id"),
+                F.col(FAILED_CHECKS),
+                F.element_at(FAILED_CHECKS, 1).alias("reason"),
+                F.lit(self.job).alias("job"),
+            ],
+        )
 
     def release(self) -> None:
         """Drop the cached batch of the last `validate` (the next `validate` does it too)."""
@@ -244,8 +283,11 @@ class DataQualityChecker:
             self._cached.unpersist()
             self._cached = None
 
-    def _measure(self, annotated: DataFrame) -> QualityMetrics:
-        """Every number of the batch in one pass over it."""
+    def _metric_columns(self) -> list[Column]:
+        """Every number of a batch, as aggregations (one pass)."""
+        return self._columns.get("metrics", self._build_metric_columns)
+
+    def _build_metric_columns(self) -> list[Column]:
         per_check = [
             F.count_if(
                 F.array_contains(
@@ -254,19 +296,65 @@ class DataQualityChecker:
             ).alias(f"check_{index}")
             for index, check in enumerate(self.checks)
         ]
-        late = (
-            F.count_if(F.array_contains(WARNINGS, LATE_CHECK))
-            if LATE_CHECK in self.warn_checks
-            else F.lit(0)
-        )
-        row = annotated.agg(
+        late = F.array_contains(WARNINGS, LATE_CHECK) if LATE_CHECK in self.warn_checks else None
+        return [
             F.count(F.lit(1)).alias("processed"),
             F.count_if(F.size(FAILED_CHECKS) == 0).alias("passed"),
-            late.alias("late"),
+            F.count_if(late if late is not None else F.lit(False)).alias("late"),
             *per_check,
-        ).first()
-        assert row is not None  # a global aggregation always has one row
-        failures = {check.name: int(row[f"check_{i}"]) for i, check in enumerate(self.checks)}
+        ]
+
+    def _measure(
+        self, observed: DataFrame, observation: Observation, scanned: bool = False
+    ) -> QualityMetrics:
+        """The batch's metrics: observed, when the caller says an action has read the whole
+        batch (`scanned`), else (or if the observation does not arrive) one aggregation."""
+        values: Mapping[str, int] | None = None
+        if scanned:
+            values = observed_metrics(observation, OBSERVATION_WAIT_S)
+            if values is None:
+                log.warning(
+                    "quality metrics of %s were not observed within %s s: aggregating",
+                    self.job,
+                    OBSERVATION_WAIT_S,
+                )
+        if values is None:
+            row = observed.agg(*self._metric_columns()).first()
+            assert row is not None  # a global aggregation always has one row
+            values = {name: int(value) for name, value in row.asDict().items()}
+        failures = {check.name: int(values[f"check_{i}"]) for i, check in enumerate(self.checks)}
         return QualityMetrics.from_counts(
-            int(row["processed"]), int(row["passed"]), int(row["late"]), failures
+            int(values["processed"]), int(values["passed"]), int(values["late"]), failures
         )
+
+
+def observed_metrics(
+    observation: Observation, wait_s: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, int] | None:
+    """An observation's (integer) metrics once the query that computed them has reported (Spark
+    delivers them on its listener bus, a moment after the action returns); None if they have
+    not arrived within `wait_s` or the query failed. (`Observation.get` would block for ever on
+    a batch no action read, and reads the map entry by entry over Py4J: ~90 ms a batch.)"""
+    future = observation._jo.future() if observation._jo is not None else None
+    if future is None:
+        return None
+    deadline = time.monotonic() + wait_s
+    while not future.isCompleted():
+        if time.monotonic() >= deadline:
+            return None
+        sleep(0.002)
+    try:
+        # Option[Try[Map[String, Any]]] -> "name -> value" lines, in one call.
+        text = future.value().get().get().mkString("\n")
+    except Py4JError:
+        return None
+    return parse_observed(text)
+
+
+def parse_observed(text: str) -> dict[str, int]:
+    """Scala's `Map.mkString("\n")` of integer metrics -> {name: value}."""
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" -> ")
+        values[name] = int(value)
+    return values

@@ -229,11 +229,12 @@ class StreamingJob:
                 valid, invalid, measure = checker.split(batch, batch_id=batch_id, keep=keep)
                 try:
                     if detector is not None:
-                        # The detection reads the batch first (and caches it for the rest): the
-                        # alerts go out before the metrics, the DLQ and the archive are done.
+                        # The detection reads the whole batch first, observing its metrics on
+                        # the way: the alerts go out before the metrics, the DLQ and the archive
+                        # are done, and the metrics cost no second read.
                         count = route_records(router, detector, detector.process(valid), batch_id)
                         log.info("detect batch %s of %s: %s alerts", batch_id, job, count)
-                    metrics = measure()
+                    metrics = measure(scanned=detector is not None)
                     # A batch without failures has no DLQ rows: no Spark job to find none (the
                     # write still clears the files of an earlier attempt, were there any).
                     dlq.write(invalid if metrics.records_failed else [], job, batch_id)

@@ -57,17 +57,21 @@ class WhaleDetector(BaseDetector):
         return column
 
     def process(self, trades: DataFrame) -> DataFrame:
-        with_threshold = trades.withColumn("threshold", self.threshold())
-        whales = with_threshold.where(F.col("quote_volume") > F.col("threshold"))
-        return whales.select(
+        # Built once per application (a streaming job calls this every micro-batch).
+        is_whale, columns = self.columns.get("process", self._whale_columns)
+        return trades.where(is_whale).select(*columns, detection_time(trades).alias("detected_at"))
+
+    def _whale_columns(self) -> tuple[Column, list[Column]]:
+        """(the whale condition, the record's columns before `detected_at`)."""
+        threshold = self.threshold()
+        return F.col("quote_volume") > threshold, [
             *[F.col(f.name) for f in schemas.UNIFIED_TRADE.fields],
             F.concat(F.lit("whale:"), F.col("event_id")).alias("alert_id"),
             F.split("symbol", "-").getItem(0).alias("base_asset"),
             F.split("symbol", "-").getItem(1).alias("quote_asset"),
             self.size_tier().alias("size_tier"),
-            F.col("threshold"),
-            detection_time(trades).alias("detected_at"),
-        )
+            threshold.alias("threshold"),
+        ]
 
     def alert_types(self) -> list[str]:
         return ["WHALE_TRADE"]

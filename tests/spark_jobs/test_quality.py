@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import schemas
+from spark_jobs.common import quality, schemas
 from spark_jobs.common.quality import (
     Check,
     DataQualityChecker,
@@ -453,3 +454,44 @@ def test_annotate_works_on_a_stream(
         lines[2]: (["validity_price_positive"], []),
         lines[3]: (["parse_json"], []),
     }
+
+
+def mixed_frame(spark: SparkSession) -> DataFrame:
+    return batch(spark, trade(), trade(quote_volume=1.0), trade(price=0.0), "garbage")
+
+
+def test_split_observes_the_metrics_of_a_batch_an_action_read(
+    spark: SparkSession, checker: DataQualityChecker
+) -> None:
+    """The whale job reads each micro-batch once: the detection's action computes the metrics on
+    the way, and measuring them then runs no Spark job."""
+    _, _, expected = checker.validate(mixed_frame(spark), now=NOW)
+    checker.release()
+    valid, _, measure = checker.split(checker.annotate(mixed_frame(spark), now=NOW), batch_id=4)
+    assert valid.toArrow().num_rows == 2  # the action that reads the whole batch
+    group = f"measure-{uuid.uuid4().hex}"
+    spark.sparkContext.setJobGroup(group, "measuring an observed batch")
+    try:
+        metrics = measure(scanned=True)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+    assert metrics == expected
+    assert (metrics.records_processed, metrics.records_failed, metrics.records_passed) == (4, 2, 2)
+
+
+def test_measuring_an_unread_batch_aggregates_after_a_bounded_wait(
+    spark: SparkSession,
+    checker: DataQualityChecker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A caller that wrongly says the batch was read gets the right metrics anyway, late."""
+    monkeypatch.setattr(quality, "OBSERVATION_WAIT_S", 0.05)
+    _, _, expected = checker.validate(mixed_frame(spark), now=NOW)
+    checker.release()
+    _, _, measure = checker.split(checker.annotate(mixed_frame(spark), now=NOW))
+
+    assert measure(scanned=True) == expected
+    assert "were not observed within 0.05 s: aggregating" in caplog.text
+    assert measure() == expected  # the default: one aggregation, no wait
