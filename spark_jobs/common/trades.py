@@ -60,7 +60,13 @@ def parse_trades(raw: DataFrame) -> DataFrame:
 
 def parse_trade_text(lines: DataFrame) -> DataFrame:
     """A DataFrame with one string column `raw` (a JSON object per row) -> `PARSED_COLUMNS`."""
-    parsed = lines.select(RAW, F.from_json(RAW, _JSON_SCHEMA, _JSON_OPTIONS).alias(_PARSED))
+    # Parsed once per row, in a generator (exactly one row out per row in: the array is never
+    # null or empty). As a plain projection the optimizer pushes each filter on a parsed column
+    # (the quality checks' `failed_checks`) below it by substituting the parse into the filter,
+    # once per field the filter reads: the JSON was parsed ~20 times per row (4x the job's time).
+    parsed = lines.select(
+        RAW, F.explode(F.array(F.from_json(RAW, _JSON_SCHEMA, _JSON_OPTIONS))).alias(_PARSED)
+    )
     # from_json gives a null struct for null/empty text and sets the corrupt-record field for
     # non-objects, invalid JSON and fields of the wrong JSON type.
     json_ok = F.col(_PARSED).isNotNull() & F.col(f"{_PARSED}.{_CORRUPT}").isNull()

@@ -13,6 +13,9 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common import schemas
+from spark_jobs.common.quality import DataQualityChecker
+from spark_jobs.common.runner import valid_trades
+from spark_jobs.common.settings import JobSettings
 from spark_jobs.common.trades import PARSED_COLUMNS, parse_trades, read_trades_file
 
 ARRIVAL = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
@@ -207,3 +210,25 @@ def test_parquet_with_timestamp_columns_and_a_missing_column(
 def test_unknown_file_format_is_refused(spark: SparkSession, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="csv"):
         read_trades_file(spark, str(tmp_path), file_format="csv")
+
+
+def test_every_record_gives_one_row_whatever_its_text(spark: SparkSession) -> None:
+    texts: list[dict[str, Any] | str | None] = [trade(), None, "", "[1, 2]", "{oops", trade()]
+    parsed = parse_trades(records(spark, *texts))
+
+    assert parsed.count() == len(texts)
+    assert [row["json_ok"] for row in parsed.collect()] == [True, False, False, False, False, True]
+
+
+def test_filtering_on_checked_columns_parses_the_json_once(
+    spark: SparkSession, job_settings: JobSettings
+) -> None:
+    """The valid rows of a batch (a filter on `failed_checks`, which reads a dozen parsed
+    fields) read each record's JSON once: the optimizer does not copy the parse into the
+    filter."""
+    checker = DataQualityChecker(job_settings, "whale_detector")
+    valid = valid_trades(checker.annotate(parse_trades(records(spark, trade(), "{oops"))))
+
+    plan = valid._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("from_json(") == 1
+    assert [row["event_id"] for row in valid.collect()] == [trade()["event_id"]]
