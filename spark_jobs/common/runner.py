@@ -4,7 +4,8 @@ A job script is a thin call of `run_job(<job name>)`. A streaming job runs its q
 checkpoint folder, each an independent consumer of the stream:
 
 - `quality` (every job): each micro-batch is validated; invalid rows go to the DLQ, the quality
-  metrics to CloudWatch; the archiver also appends the valid trades to `raw_trades` here.
+  metrics to CloudWatch; the archiver also appends the valid trades to `raw_trades` here (that
+  read of the batch observes the metrics: one read per batch).
 - `detect` (jobs with a stateful detector): valid trades (the same checks as Column expressions)
   get the watermark, go through the detector, and each micro-batch of its records is routed to
   the Iceberg tables and DynamoDB by the `AlertRouter`.
@@ -228,18 +229,21 @@ class StreamingJob:
                 keep = (BATCH_TIME,) if detector is not None else ()
                 valid, invalid, measure = checker.split(batch, batch_id=batch_id, keep=keep)
                 try:
+                    # The detection or the archive reads the whole batch first, observing its
+                    # metrics on the way (they cost no second read), so the alerts go out
+                    # before the metrics and the DLQ are done.
+                    scanned = True
                     if detector is not None:
-                        # The detection reads the whole batch first, observing its metrics on
-                        # the way: the alerts go out before the metrics, the DLQ and the archive
-                        # are done, and the metrics cost no second read.
                         count = route_records(router, detector, detector.process(valid), batch_id)
                         log.info("detect batch %s of %s: %s alerts", batch_id, job, count)
-                    metrics = measure(scanned=detector is not None)
+                    elif job == ARCHIVER:
+                        archive.append(valid.toArrow(), batch_id)
+                    else:
+                        scanned = False
+                    metrics = measure(scanned=scanned)
                     # A batch without failures has no DLQ rows: no Spark job to find none (the
                     # write still clears the files of an earlier attempt, were there any).
                     dlq.write(invalid if metrics.records_failed else [], job, batch_id)
-                    if job == ARCHIVER:
-                        archive.append(valid, batch_id)
                     publisher.publish(metrics)
                 finally:
                     checker.release()
