@@ -58,9 +58,7 @@ def test_a_home_linking_another_pyspark_is_rebuilt(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spark-home.")] == []
 
 
-def test_another_spark_home_is_left_alone(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_another_spark_home_is_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPARK_HOME", "/opt/spark-4.0.1-bin-hadoop3")
     monkeypatch.setattr(SparkContext, "_gateway", None)
     target = tmp_path / "spark-home"
