@@ -32,6 +32,10 @@ an identical offset and Spark plans no batch):
   it stopped. A shard is readable when none of its tracked parents is unfinished *at the batch's
   start*, so a parent's records are always in earlier batches than its children's:
   per-partition-key order holds across a reshard.
+- A shard's GetRecords calls are `kinesis.getRecords.fetchIntervalMs` apart (default 200 ms:
+  Kinesis allows 5 a second per shard), across batches too: a read-ahead that comes sooner
+  waits out the rest of the interval. A query triggering as fast as it goes then polls an
+  idle stream 5 times a second, not as often as Spark asks.
 - `partitions(start, end)` makes one partition per shard with records in (start, end]. The
   records the read-ahead just read travel with the partition, so a batch reads each record from
   Kinesis once; a batch planned without them (a restarted query re-running its last batch)
@@ -1015,9 +1019,12 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         client_factory: Callable[[KinesisOptions], KinesisClient] = shared_client,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(options, client_factory, sleep)
         self._clock = clock
+        self._monotonic = monotonic
+        self._fetched_at: dict[str, float] = {}  # shard -> when its last read-ahead ended
         self._initial: Offsets | None = None
         self._position: Offsets | None = None  # where the next batch starts
         self._iterators: dict[str, tuple[ShardOffset, str]] = {}  # resume without asking
@@ -1099,9 +1106,13 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
     ) -> list[ReadAhead]:
         def one(job: tuple[str, ShardOffset, int, bool]) -> ReadAhead:
             shard_id, offset, budget, closed = job
+            self._pace(shard_id)
             cached = self._iterators.get(shard_id)
             iterator = cached[1] if cached and cached[0] == offset else None
-            return read_ahead(self.api, shard_id, offset, budget, closed, iterator)
+            try:
+                return read_ahead(self.api, shard_id, offset, budget, closed, iterator)
+            finally:
+                self._fetched_at[shard_id] = self._monotonic()
 
         # Iterators are used once: whatever happens, the old ones are spent.
         for shard_id, *_ in jobs:
@@ -1110,6 +1121,16 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
             return [one(jobs[0])]
         with ThreadPoolExecutor(min(len(jobs), self.options.reader_threads)) as pool:
             return list(pool.map(one, jobs))
+
+    def _pace(self, shard_id: str) -> None:
+        """Wait until `fetch_interval_ms` has passed since the shard's last GetRecords (the
+        end of its last read-ahead, in this batch or an earlier one)."""
+        last = self._fetched_at.get(shard_id)
+        if last is None or not self.options.fetch_interval_ms:
+            return
+        wait = last + self.options.fetch_interval_ms / 1000 - self._monotonic()
+        if wait > 0:
+            self._sleep(wait)
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         start_offsets, end_offsets = offsets_from_json(start), offsets_from_json(end)
@@ -1143,6 +1164,7 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
     def stop(self) -> None:
         self._iterators.clear()
         self._read.clear()
+        self._fetched_at.clear()
         self.release()
 
 

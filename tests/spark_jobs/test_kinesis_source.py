@@ -576,6 +576,75 @@ def test_throttling_is_retried_with_capped_backoff() -> None:
         stubborn.latestOffset()
 
 
+class FakeClock:
+    """A monotonic clock that only sleeping moves (and the test, by hand)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+class TimedKinesis(ScriptedKinesis):
+    """Notes when each GetRecords came, on `clock`, and for which shard."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.calls: list[tuple[float, str]] = []
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
+        self.calls.append((round(self.clock.now, 6), ShardIterator.split("|")[0]))
+        return super().get_records(ShardIterator=ShardIterator, Limit=Limit)
+
+
+def test_a_shard_is_read_once_per_fetch_interval_across_batches_too() -> None:
+    """A query that triggers as fast as it goes asks for offsets again at once: the read-ahead
+    waits out the rest of each shard's interval instead of polling Kinesis beyond its 5 reads
+    a second per shard (and not at all when the interval has passed)."""
+    clock = FakeClock()
+    kinesis = TimedKinesis(clock)
+    kinesis.add_shard("s0")
+    kinesis.add_shard("s1")
+    kinesis.put("s0", "a-1")
+    kinesis.put("s1", "b-1")
+    options = parse_options(
+        {
+            "kinesis.streamName": "trades",
+            "kinesis.startingPosition": "TRIM_HORIZON",
+            "kinesis.getRecords.fetchIntervalMs": "200",
+            "kinesis.checkNewRecordThreads": "1",  # shard after shard: a deterministic order
+        }
+    )
+    reader = KinesisStreamReader(
+        options,
+        lambda _: kinesis,  # type: ignore[arg-type,return-value]
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+    first = reader.latestOffset()
+    assert kinesis.calls == [(100.0, "s0"), (100.0, "s1")]
+    assert clock.sleeps == []
+
+    clock.now += 0.05
+    kinesis.put("s0", "a-2")
+    second = reader.latestOffset()
+    assert clock.sleeps == [0.15]  # the rest of s0's interval; s1's had passed meanwhile
+    assert kinesis.calls[2:] == [(100.2, "s0"), (100.2, "s1")]
+    assert read_batch_rows(reader, first, second) == ["a-2"]
+
+    clock.now += 1.0
+    reader.latestOffset()
+    assert clock.sleeps == [0.15]
+    assert kinesis.calls[4:] == [(101.2, "s0"), (101.2, "s1")]
+
+
 def test_expired_iterator_is_renewed_from_the_last_record_read() -> None:
     kinesis = ScriptedKinesis()
     kinesis.add_shard("s")
