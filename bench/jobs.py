@@ -252,7 +252,8 @@ def run_jobs(
         f"{count:,} unified trades (the producer's records of the benchmark market) already on a "
         f"{SHARDS}-shard stream in the local Kinesis (moto server), read from TRIM_HORIZON with "
         f"the shipped configuration (python source, {RECORDS_PER_BATCH:,} records a batch, "
-        "shuffle partitions 2, RocksDB state); trigger as fast as it goes."
+        "shuffle partitions 2, RocksDB state); trigger as fast as it goes; each job run once "
+        "from each source, untimed, before its timed runs."
     )
     for job in jobs:
         section.add(
