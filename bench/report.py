@@ -85,8 +85,16 @@ THIRD_ROUND: dict[str, Any] = {
 # `--only jobs` for each with this round's harness (every job warmed up from both sources).
 FOURTH_ROUND: dict[str, Any] = {
     "commit": "608a32a5",
-    "when": "",
-    "figures": {},
+    "when": "2026-11-22, 16:24 and 16:29",
+    "figures": {
+        "whale_job_events_per_s": (6_962, 8_090),
+        "volume_job_events_per_s": (3_715, 4_894),
+        "spread_job_events_per_s": (4_308, 5_173),
+        "whale_job_file_source_events_per_s": (19_768, 17_993),
+        "volume_job_file_source_events_per_s": (6_381, 7_104),
+        "spread_job_file_source_events_per_s": (9_711, 11_114),
+        "kinesis_source_vs_file_source_ratio": (2.10, 1.90),
+    },
 }
 
 RESULTS_JSON = "results.json"
