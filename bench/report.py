@@ -86,6 +86,9 @@ THIRD_ROUND: dict[str, Any] = {
 FOURTH_ROUND: dict[str, Any] = {
     "commit": "608a32a5",
     "when": "2026-11-22, 16:24 and 16:29",
+    "note": "Runs from files start none of the source's Python processes (the volume job's "
+    "transformWithState driver is the one they share), so they move less; the whale job from "
+    "files is within this machine's noise.",
     "figures": {
         "whale_job_events_per_s": (6_962, 8_090),
         "volume_job_events_per_s": (3_715, 4_894),
@@ -595,6 +598,7 @@ def _before_after_round(round_: dict[str, Any]) -> list[str]:
         f"`python -m bench --only jobs` for each, back to back: {round_['when']}):",
         "",
         *_before_after(round_["figures"]),
+        *([round_["note"], ""] if round_.get("note") else []),
     ]
 
 

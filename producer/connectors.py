@@ -199,6 +199,8 @@ class BaseConnector(ABC):
     async def _read(self, ws: ClientConnection, opened_at: float) -> None:
         stale_after = self.settings.stale_after_s
         rotate_after = self.rotate_after_s()
+        emit = self._emit
+        assert emit is not None
         while True:
             wait = stale_after
             if rotate_after is not None:
@@ -216,15 +218,22 @@ class BaseConnector(ABC):
                     self.counters.stale_reconnects += 1
                     raise _Reconnect(f"stale: no frame for {stale_after} s") from None
                 continue
-            await self.on_frame(frame)
+            trade = self.on_frame(frame)
+            if trade is not None:
+                await emit(trade)
 
-    async def on_frame(self, frame: bytes | str) -> None:
-        """One frame off the WebSocket: normalize it, act on what it means, emit its trade."""
+    def on_frame(self, frame: bytes | str) -> TradeEvent | None:
+        """One frame off the WebSocket: normalize it and act on what it means; returns the
+        trade to emit, if there is one. (Not a coroutine: one await a trade, on the emit, is
+        all the hot path pays for.)"""
         self._last_frame_at = self.clock()
-        trade = self._handle(self.exchange.parse(frame, utc_now_iso()))  # `normalize`, inlined
-        if trade is not None:
-            assert self._emit is not None
-            await self._emit(trade)
+        parsed = self.exchange.parse(frame, utc_now_iso())  # `normalize`, inlined
+        if type(parsed) is TradeEvent:  # most frames: `_handle`'s first case, inlined
+            counters = self.counters
+            counters.received += 1
+            counters.last_trade = parsed
+            return parsed if self._admit(parsed, backfill=False) else None
+        return self._handle(parsed)
 
     def _handle(self, parsed: Parsed) -> TradeEvent | None:
         """Act on what a frame means; returns the trade to publish, if there is one. (Not a
