@@ -608,7 +608,7 @@ def source_options(stream: StreamSettings, endpoint_url: str | None) -> tuple[st
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapter: boto3 calls (GetRecords over `producer.kinesis_wire`), retries, following iterators.
+# Adapter: botocore calls (GetRecords over `producer.kinesis_wire`), retries, following iterators.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -643,7 +643,7 @@ _clients_lock = threading.Lock()
 def shared_client(options: KinesisOptions) -> KinesisClient:
     """This process's client for the endpoint, region and credentials of `options`, made on
     first use. Spark reuses its Python workers, and building a client costs 0.1-0.2 s (botocore
-    loads the service model); boto3 clients are thread-safe."""
+    loads the service model); botocore clients are thread-safe."""
     key = (
         options.endpoint_url,
         options.region,
@@ -684,7 +684,7 @@ GetRecordsCall = Callable[[str, int], "GetRecordsOutputTypeDef"]
 def get_records_call(client: KinesisClient) -> GetRecordsCall:
     """How to call GetRecords (iterator, limit) on `client`.
 
-    A boto3 client's goes through `producer.kinesis_wire` (its endpoint, region and credentials,
+    A botocore client's goes through `producer.kinesis_wire` (its endpoint, region and credentials,
     one connection pool per client): botocore's model-driven parsing of a page of thousands of
     records was most of the reader's CPU. Any other client (the tests' scripted Kinesis) answers
     GetRecords itself."""
@@ -698,7 +698,7 @@ def get_records_call(client: KinesisClient) -> GetRecordsCall:
 
 class KinesisApi:
     """The few Kinesis calls the source makes, with retries and errors translated. GetRecords
-    takes the lean path (`get_records_call`), the rest boto3."""
+    takes the lean path (`get_records_call`), the rest botocore."""
 
     def __init__(
         self,
@@ -1221,7 +1221,7 @@ def read_stream(
 
     The endpoint is `stream.endpoint_url`, else AWS_ENDPOINT_URL as the driver sees it, handed to
     the workers as an option: a Python worker's environment is the JVM's, fixed when the session
-    started. Credentials are not copied (they may expire); the workers use boto3's chain (the
+    started. Credentials are not copied (they may expire); the workers use botocore's chain (the
     instance role on EMR). `options` are added last (tuning, or credentials in tests).
     """
     stream = settings.stream
