@@ -34,6 +34,9 @@ from producer.publisher import to_record
 from producer.settings import ProducerSettings, load_settings
 
 NORMALIZE_FRAMES = 100_000
+# A normalization run takes about a second, and this machine's speed swings by a quarter from
+# one second to the next: the normalization figures take at least this many interleaved runs.
+NORMALIZE_MIN_REPEAT = 7
 PUBLISH_EVENTS = 100_000
 
 OnFrame = Callable[[bytes], TradeEvent | None]
@@ -164,7 +167,7 @@ def normalize(
     minimal: list[float] = []
     bound = MinimalNormalizer(frames)
     check: NormalizeRun | None = None
-    for _ in range(repeat):
+    for _ in range(max(repeat, NORMALIZE_MIN_REPEAT)):
         floor.append(orjson_floor(datas))
         check = NormalizeRun(frames, settings)
         gc.collect()
@@ -183,7 +186,9 @@ def normalize(
             "msgs/s",
             f"{count:,} frames ({mix}) through the producer's own path on one core: "
             "`BaseConnector.on_frame` (parse, validate, counters, trade-id tracking) -> "
-            "`publisher.to_record` (the serialized unified event), in one asyncio task.",
+            "`publisher.to_record` (the serialized unified event), in one asyncio task; at "
+            f"least {NORMALIZE_MIN_REPEAT} runs, interleaved with the floor's and the minimal "
+            "normalizer's.",
         )
     )
     section.add(
