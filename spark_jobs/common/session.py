@@ -90,21 +90,34 @@ def lean_spark_home(target: Path, pyspark_home: Path = PYSPARK_HOME) -> Path:
     source's runner, the transformWithState driver), so each one compiled pyspark's sources
     from that zip, which holds no bytecode: ~0.7 s of CPU for every such process, at every
     query start. Without the zip they import the same pyspark (the zip is a copy of the
-    installed package) from site-packages, with its bytecode cache. Idempotent; safe to race."""
-    if all((target / part).resolve() == pyspark_home / part for part in SPARK_HOME_PARTS):
+    installed package) from site-packages, with its bytecode cache.
+
+    Idempotent, and a right home is never removed (a JVM may be starting from it): another
+    process may make it at the same time. Raises OSError when `target` cannot be made right."""
+    if _links_to(target, pyspark_home):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.name}.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for part in SPARK_HOME_PARTS:
-        (staging / part).symlink_to(pyspark_home / part, target_is_directory=True)
-    shutil.rmtree(target, ignore_errors=True)
     try:
-        staging.rename(target)
-    except OSError:  # another process made it meanwhile
+        for part in SPARK_HOME_PARTS:
+            (staging / part).symlink_to(pyspark_home / part, target_is_directory=True)
+        try:
+            staging.rename(target)  # refused when `target` is there, not empty
+        except OSError:
+            if not _links_to(target, pyspark_home):  # not another process's: a stale home
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if not _links_to(target, pyspark_home):
+        raise OSError(f"{target} does not link to {pyspark_home}")
     return target
+
+
+def _links_to(home: Path, pyspark_home: Path) -> bool:
+    return all((home / part).resolve() == pyspark_home / part for part in SPARK_HOME_PARTS)
 
 
 def use_lean_spark_home(target: Path = LEAN_SPARK_HOME) -> str | None:

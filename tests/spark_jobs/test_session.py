@@ -58,6 +58,16 @@ def test_a_home_linking_another_pyspark_is_rebuilt(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("spark-home.")] == []
 
 
+def test_a_home_that_cannot_be_made_right_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
+    home = fake_pyspark(tmp_path)
+    target = tmp_path / "spark-home"
+    target.write_text("a file where the directory would go")
+
+    with pytest.raises(NotADirectoryError):
+        lean_spark_home(target, home)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site-packages", "spark-home"]
+
+
 def test_another_spark_home_is_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPARK_HOME", "/opt/spark-4.0.1-bin-hadoop3")
     monkeypatch.setattr(SparkContext, "_gateway", None)
