@@ -67,7 +67,14 @@ SECOND_ROUND: dict[str, Any] = {
 # old code at 15:08 against this `make bench` at 15:14.
 THIRD_ROUND: dict[str, Any] = {
     "commit": "ee323898",
-    "after": "c7bf5228",
+    "against": "commit c7bf5228 on this machine: the latency runs back to back, the job runs "
+    "six minutes apart",
+    "note": "`whale_live_micro_batch_s` is the live run's median micro-batch (triggerExecution). "
+    "The live micro-batch is 2.2× shorter, and so is the alert latency. A throughput run is one "
+    "50 000-event batch after starting its queries, so what a batch saves (about a second) moves "
+    "the whale job's figure within this machine's noise; the stateful jobs gain from parsing "
+    "each record once. Earlier the same day, in a faster hour, this code gave p50 1.04 s / p95 "
+    "1.28 s (micro-batch 0.65 s) in the live run.",
     "figures": {
         "whale_alert_latency_p50_s": (4.04, 1.96),
         "whale_alert_latency_p95_s": (6.36, 3.04),
@@ -85,7 +92,8 @@ THIRD_ROUND: dict[str, Any] = {
 # `--only jobs` for each with this round's harness (every job warmed up from both sources).
 FOURTH_ROUND: dict[str, Any] = {
     "commit": "608a32a5",
-    "when": "2026-11-22, 16:24 and 16:29",
+    "against": "this code, `python -m bench --only jobs` for each, back to back: 2026-11-22, "
+    "16:24 and 16:29",
     "note": "Runs from files start none of the source's Python processes (the volume job's "
     "transformWithState driver is the one they share), so they move less; the whale job from "
     "files is within this machine's noise.",
@@ -583,31 +591,16 @@ def _jobs_optimized_part() -> list[str]:
         "(a local relation), and DynamoDB and Iceberg get the same Arrow rows.",
         "",
     ]
-    figures = THIRD_ROUND["figures"]
-    if figures:
-        out += [
-            f"Before and after (commit {THIRD_ROUND['commit']} against commit "
-            f"{THIRD_ROUND['after']} on this machine: the latency runs back to back, the job "
-            "runs six minutes apart):",
-            "",
-            *_before_after(figures),
-            "`whale_live_micro_batch_s` is the live run's median micro-batch (triggerExecution). "
-            "The live micro-batch is 2.2× shorter, and so is the alert latency. A throughput run "
-            "is one 50 000-event batch after starting its queries, so what a batch saves (about "
-            "a second) moves the whale job's figure within this machine's noise; the stateful "
-            "jobs gain from parsing each record once. Earlier the same day, in a faster hour, "
-            "this code gave p50 1.04 s / p95 1.28 s (micro-batch 0.65 s) in the live run.",
-            "",
-        ]
-    return out
+    return [*out, *_before_after_round(THIRD_ROUND)]
 
 
 def _before_after_round(round_: dict[str, Any]) -> list[str]:
+    """A round's before/after table, between the sentence that says how it was measured and
+    the paragraph that reads it."""
     if not round_["figures"]:
         return []
     return [
-        f"Before and after (commit {round_['commit']} against this code, "
-        f"`python -m bench --only jobs` for each, back to back: {round_['when']}):",
+        f"Before and after (commit {round_['commit']} against {round_['against']}):",
         "",
         *_before_after(round_["figures"]),
         *([round_["note"], ""] if round_.get("note") else []),
