@@ -272,8 +272,21 @@ class KinesisWire:
         `MillisBehindLatest`, `ChildShards`, as boto3's answer has them."""
         return decode_records(self.call("GetRecords", get_records_body(iterator, limit)))
 
+    def get_records_raw(self, iterator: str, limit: int) -> bytes:
+        """GetRecords' answer as it came, JSON bytes, for a caller that decodes it its own way
+        (the Spark source decodes pages straight into typed records); errors as `call`'s."""
+        status, headers, body = self.send("GetRecords", get_records_body(iterator, limit))
+        if not 200 <= status < 300:
+            raise client_error("GetRecords", status, headers, body)
+        return body
+
     def call(self, operation: str, body: bytes) -> dict[str, Any]:
         """One signed request; the parsed answer, or `ClientError` / `BotoCoreError`."""
+        return parse_answer(operation, *self.send(operation, body))
+
+    def send(self, operation: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        """One signed request: the answer's status, headers and body, whatever the status;
+        `BotoCoreError` when no answer came."""
         if self._credentials is None:
             raise NoCredentialsError()
         request = AWSRequest(
@@ -289,7 +302,7 @@ class KinesisWire:
         frozen = self._credentials.get_frozen_credentials()
         SigV4Auth(frozen, SERVICE, self.region_name).add_auth(request)
         response = self._http.send(request.prepare())
-        return parse_answer(operation, response.status_code, response.headers, response.content)
+        return response.status_code, response.headers, response.content
 
     def close(self) -> None:
         self._http.close()

@@ -32,13 +32,14 @@ an identical offset and Spark plans no batch):
   it stopped. A shard is readable when none of its tracked parents is unfinished *at the batch's
   start*, so a parent's records are always in earlier batches than its children's:
   per-partition-key order holds across a reshard.
-- A shard's GetRecords calls are `kinesis.getRecords.fetchIntervalMs` apart (default 200 ms:
-  Kinesis allows 5 a second per shard), across batches too: a read-ahead that comes sooner
-  waits out the rest of the interval. A query triggering as fast as it goes then polls an
-  idle stream 5 times a second, not as often as Spark asks.
+- A shard's GetRecords calls start `kinesis.getRecords.fetchIntervalMs` apart (default 200 ms:
+  Kinesis allows 5 a second per shard; the time a call takes counts towards it), across batches
+  too: a read-ahead that comes sooner waits out the rest of the interval. A query triggering as
+  fast as it goes then polls an idle stream 5 times a second, not as often as Spark asks.
 - `partitions(start, end)` makes one partition per shard with records in (start, end]. The
-  records the read-ahead just read travel with the partition, so a batch reads each record from
-  Kinesis once; a batch planned without them (a restarted query re-running its last batch)
+  records the read-ahead just read travel with the partition (one Arrow batch per page, decoded
+  by msgspec straight from the answer), so a batch reads each record from Kinesis once; a batch
+  planned without them (a restarted query re-running its last batch)
   replays exactly (start, end] with AT_/AFTER_SEQUENCE_NUMBER iterators: the same rows.
   Nothing is ever emitted from a LATEST position: a Kinesis LATEST iterator cannot be replayed,
   so the read-ahead turns it into `{"at_sequence": first record}` (found with an AT_TIMESTAMP
@@ -63,15 +64,17 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from itertools import islice
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import botocore.session
+import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 from botocore import exceptions as botocore_errors
 from botocore.client import BaseClient
@@ -92,7 +95,6 @@ from spark_jobs.common.schemas import RAW_KINESIS_RECORD
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis.client import KinesisClient
-    from mypy_boto3_kinesis.type_defs import GetRecordsOutputTypeDef, RecordTypeDef
 
     from spark_jobs.common.settings import JobSettings, StreamSettings
 
@@ -176,7 +178,6 @@ RETRYABLE_ERRORS = frozenset(
 PositionKind = Literal[
     "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"
 ]
-Row = tuple[bytes, str, str | None, str, datetime | None]
 T = TypeVar("T")
 
 
@@ -668,32 +669,97 @@ def _is_retryable(exc: Exception) -> bool:
     return isinstance(exc, botocore_errors.ConnectionError | botocore_errors.HTTPClientError)
 
 
+class WireRecord(msgspec.Struct, gc=False):
+    """A record of a GetRecords answer, as its JSON has it: `Data` decoded from base64 (by
+    msgspec, in C), the arrival time in epoch seconds."""
+
+    SequenceNumber: str
+    Data: bytes
+    PartitionKey: str | None = None
+    ApproximateArrivalTimestamp: float | None = None
+
+
+class WireChild(msgspec.Struct):
+    ShardId: str
+    ParentShards: list[str] = msgspec.field(default_factory=list)
+
+
+class WirePage(msgspec.Struct):
+    """A GetRecords answer: the fields the source reads (others are skipped by the decoder)."""
+
+    Records: list[WireRecord] = msgspec.field(default_factory=list)
+    NextShardIterator: str | None = None
+    MillisBehindLatest: int | None = None
+    ChildShards: list[WireChild] | None = None
+
+
+_decode_page = msgspec.json.Decoder(WirePage).decode
+
+
+def decode_page(body: bytes) -> WirePage:
+    """A GetRecords answer body -> `WirePage`. An answer that is not one (a garbled 2xx) is the
+    service's fault: a retryable `InternalFailure`, as botocore would name it."""
+    try:
+        return _decode_page(body)
+    except msgspec.DecodeError as exc:
+        snippet = body[:200].decode("utf-8", "replace")
+        raise ClientError(
+            {"Error": {"Code": "InternalFailure", "Message": f"{exc}: {snippet!r}"}},
+            "GetRecords",
+        ) from exc
+
+
+def page_from_answer(answer: Mapping[str, Any]) -> WirePage:
+    """A GetRecords answer as boto3 gives it (`Data` bytes, the arrival time a datetime)."""
+    records = []
+    for record in answer.get("Records") or ():
+        arrival = record.get("ApproximateArrivalTimestamp")
+        records.append(
+            WireRecord(
+                record["SequenceNumber"],
+                bytes(record["Data"]),
+                record.get("PartitionKey"),
+                arrival.timestamp() if arrival is not None else None,
+            )
+        )
+    children = answer.get("ChildShards")
+    return WirePage(
+        records,
+        answer.get("NextShardIterator"),
+        answer.get("MillisBehindLatest"),
+        None
+        if children is None
+        else [WireChild(c["ShardId"], list(c.get("ParentShards") or ())) for c in children],
+    )
+
+
 @dataclass(frozen=True)
 class Page:
     """One GetRecords answer, reduced to what the readers decide on."""
 
-    records: list[RecordTypeDef]
+    records: list[WireRecord]
     next_iterator: str | None  # None: the shard is closed and read to its end
     caught_up: bool  # MillisBehindLatest == 0: nothing newer at this moment
     children: list[ShardInfo]
 
 
-GetRecordsCall = Callable[[str, int], "GetRecordsOutputTypeDef"]
+GetRecordsCall = Callable[[str, int], WirePage]
 
 
 def get_records_call(client: KinesisClient) -> GetRecordsCall:
     """How to call GetRecords (iterator, limit) on `client`.
 
     A botocore client's goes through `producer.kinesis_wire` (its endpoint, region and credentials,
-    one connection pool per client): botocore's model-driven parsing of a page of thousands of
-    records was most of the reader's CPU. Any other client (the tests' scripted Kinesis) answers
-    GetRecords itself."""
+    one connection pool per client) and the answer is decoded by msgspec into `WireRecord`s:
+    botocore's model-driven parsing of a page of thousands of records was most of the reader's
+    CPU, and a dict and a datetime per record most of what was left. Any other client (the
+    tests' scripted Kinesis) answers GetRecords itself, as boto3 would."""
     if isinstance(client, BaseClient):
         wire: KinesisWire = wire_for(client)
-        return lambda iterator, limit: cast(
-            "GetRecordsOutputTypeDef", wire.get_records(iterator, limit)
-        )
-    return lambda iterator, limit: client.get_records(ShardIterator=iterator, Limit=limit)
+        return lambda iterator, limit: decode_page(wire.get_records_raw(iterator, limit))
+    return lambda iterator, limit: page_from_answer(
+        client.get_records(ShardIterator=iterator, Limit=limit)
+    )
 
 
 class KinesisApi:
@@ -706,12 +772,14 @@ class KinesisApi:
         options: KinesisOptions,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.options = options
         self.stream = options.stream_name
         self.sleep = sleep
         self.rand = rand
+        self.monotonic = monotonic
         self._get_records = get_records_call(client)
 
     def call(self, what: str, request: Callable[[], T]) -> T:
@@ -767,32 +835,45 @@ class KinesisApi:
             raise KinesisRequestError(f"GetShardIterator {shard_id}: {exc}") from exc
         return str(answer["ShardIterator"])
 
-    def get_records(self, iterator: str, limit: int) -> GetRecordsOutputTypeDef:
+    def get_records(self, iterator: str, limit: int) -> WirePage:
         """May raise ClientError ExpiredIteratorException (the cursor renews the iterator)."""
         return self.call("GetRecords", partial(self._get_records, iterator, limit))
 
 
 class ShardCursor:
     """Follows one shard's records from an offset; renews an expired iterator from the last
-    record it returned."""
+    record it returned. Its GetRecords calls start `fetchIntervalMs` apart (from `last_call`,
+    when the shard's previous call started, on `api.monotonic`): the time a call takes counts
+    towards the interval."""
 
     def __init__(
-        self, api: KinesisApi, shard_id: str, offset: ShardOffset, iterator: str | None = None
+        self,
+        api: KinesisApi,
+        shard_id: str,
+        offset: ShardOffset,
+        iterator: str | None = None,
+        last_call: float | None = None,
     ) -> None:
         self.api = api
         self.shard_id = shard_id
         self.offset = offset  # after the last record returned (or the start)
         self.iterator = iterator
-        self.pages = 0
+        self.last_call = last_call
+
+    def _pace(self) -> None:
+        interval = self.api.options.fetch_interval_ms / 1000
+        if self.last_call is not None and interval:
+            wait = self.last_call + interval - self.api.monotonic()
+            if wait > 0:
+                self.api.sleep(wait)
 
     def next_page(self, limit: int) -> Page:
-        if self.pages and self.api.options.fetch_interval_ms:
-            self.api.sleep(self.api.options.fetch_interval_ms / 1000)
-        self.pages += 1
+        self._pace()
         for _ in range(MAX_ITERATOR_RENEWALS):
             if self.iterator is None:
                 self.iterator = self.api.shard_iterator(self.shard_id, self.offset)
             try:
+                self.last_call = self.api.monotonic()
                 answer = self.api.get_records(self.iterator, limit)
                 break
             except ClientError as exc:
@@ -802,18 +883,18 @@ class ShardCursor:
                 self.iterator = None
         else:
             raise KinesisRequestError(f"GetRecords {self.shard_id}: iterators keep expiring")
-        records = list(answer.get("Records", []))
+        records = answer.Records
         if records:
-            self.offset = self.offset.after(records[-1]["SequenceNumber"])
-        self.iterator = answer.get("NextShardIterator") or None
+            self.offset = self.offset.after(records[-1].SequenceNumber)
+        self.iterator = answer.NextShardIterator or None
         children = [
-            ShardInfo(child["ShardId"], tuple(child.get("ParentShards", [])))
-            for child in answer.get("ChildShards", None) or []
+            ShardInfo(child.ShardId, tuple(child.ParentShards))
+            for child in answer.ChildShards or ()
         ]
         return Page(
             records=records,
             next_iterator=self.iterator,
-            caught_up=answer.get("MillisBehindLatest", 0) == 0,
+            caught_up=not answer.MillisBehindLatest,
             children=children,
         )
 
@@ -824,7 +905,9 @@ class ReadAhead:
     records: int
     iterator: str | None  # resumes exactly at `offset` (None: ask for a new one)
     children: list[ShardInfo]
-    rows: list[Row] = field(default_factory=list)  # the records read, as rows, in order
+    # The records read, in order: one Arrow batch (`page_batch`) per page that had records.
+    batches: list[Any] = field(default_factory=list)
+    last_call: float | None = None  # when its last GetRecords started (`api.monotonic`)
 
 
 def read_ahead(
@@ -834,26 +917,29 @@ def read_ahead(
     budget: int,
     closed: bool,
     iterator: str | None = None,
+    last_call: float | None = None,
 ) -> ReadAhead:
     """Read up to `budget` records of a shard from `offset`; where did that end?
 
     `closed` (from ListShards) lets an empty page at the tip finish the shard: Kinesis ends a
     closed shard with a null NextShardIterator, moto never does, and both agree a closed shard
-    has nothing newer than its tip."""
-    cursor = ShardCursor(api, shard_id, offset, iterator)
+    has nothing newer than its tip. `last_call`: when the shard's previous GetRecords started
+    (its first call here waits out the rest of the fetch interval)."""
+    cursor = ShardCursor(api, shard_id, offset, iterator, last_call)
     count, empty_pages, finished = 0, 0, False
     children: list[ShardInfo] = []
-    rows: list[Row] = []
+    batches: list[Any] = []
     while count < budget:
         page = cursor.next_page(min(api.options.records_per_fetch, budget - count))
         children.extend(page.children)
         if offset.kind == "LATEST" and page.records:
             # Located the first record since the query's start; it is read in the next batch.
-            first = page.records[0]["SequenceNumber"]
+            first = page.records[0].SequenceNumber
             located = ShardOffset("AT_SEQUENCE_NUMBER", first, parents=offset.parents)
-            return ReadAhead(located, 0, None, children)
+            return ReadAhead(located, 0, None, children, last_call=cursor.last_call)
         count += len(page.records)
-        rows.extend(record_row(api.stream, record) for record in page.records)
+        if page.records:
+            batches.append(page_batch(api.stream, page.records))
         if page.next_iterator is None or (closed and page.caught_up and not page.records):
             finished = True
             break
@@ -868,59 +954,99 @@ def read_ahead(
             # or in the same millisecond (which also reads as "0 behind"), are the next batch's.
             break
     end = replace(cursor.offset, finished=True) if finished else cursor.offset
-    return ReadAhead(end, count, None if finished else cursor.iterator, children, rows)
-
-
-def record_row(stream: str, record: RecordTypeDef) -> Row:
-    arrival = record.get("ApproximateArrivalTimestamp")
-    return (
-        bytes(record["Data"]),
-        stream,
-        record.get("PartitionKey"),
-        record["SequenceNumber"],
-        arrival.astimezone(UTC) if arrival is not None else None,
-    )
+    iterator = None if finished else cursor.iterator
+    return ReadAhead(end, count, iterator, children, batches, cursor.last_call)
 
 
 # `schemas.RAW_KINESIS_RECORD` in Arrow, as Spark's Arrow conversion types it.
 ARROW_SCHEMA = to_arrow_schema(RAW_KINESIS_RECORD)
-# Rows per Arrow batch a reader yields (Spark's default `arrow.maxRecordsPerBatch`).
-ARROW_BATCH_ROWS = 10_000
+_ARRIVAL_TYPE = ARROW_SCHEMA.field("approximateArrivalTimestamp").type
 
 
-def arrow_batches(rows: Iterable[Row], size: int = ARROW_BATCH_ROWS) -> Iterator[Any]:
-    """`rows` as `pyarrow.RecordBatch`es of up to `size` rows (none for no rows).
+def page_batch(stream: str, records: Sequence[WireRecord]) -> Any:
+    """Records as one `pyarrow.RecordBatch` of `ARROW_SCHEMA`.
 
     A Python data source may yield Arrow batches instead of tuples; Spark then takes the columns
-    as they are instead of converting every field of every tuple through a Python converter
-    (column-wise here: one `pyarrow.array` per column)."""
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        columns = list(zip(*chunk, strict=True))
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array(column, type=f.type)
-                for column, f in zip(columns, ARROW_SCHEMA, strict=True)
-            ],
-            schema=ARROW_SCHEMA,
-        )
+    as they are, and the batch travels with its partition as a few buffers, not as a pickled
+    tuple per record. Each column is assembled from its buffers (`_column`): `pyarrow.array`
+    would import pandas (~0.4 s) in the driver-side process that runs the read-ahead, once per
+    query. Arrival times become microseconds rounded half to even, as `datetime.fromtimestamp`
+    rounds (Kinesis gives milliseconds)."""
+    keys = [r.PartitionKey for r in records]
+    arrivals = [r.ApproximateArrivalTimestamp for r in records]
+    if None in keys or None in arrivals:  # never from Kinesis itself
+        return _page_batch_with_nulls(stream, records, keys, arrivals)
+    count = len(records)
+    name = stream.encode()
+    stream_offsets = array("i", range(0, (count + 1) * len(name), len(name)))
+    micros = array("q", [round(seconds * 1_000_000) for seconds in arrivals])  # type: ignore[operator]
+    return pa.RecordBatch.from_arrays(
+        [
+            _column(pa.binary(), [r.Data for r in records]),
+            pa.Array.from_buffers(
+                pa.string(), count, [None, pa.py_buffer(stream_offsets), pa.py_buffer(name * count)]
+            ),
+            _column(pa.string(), [key.encode() for key in keys]),  # type: ignore[union-attr]
+            _column(pa.string(), [r.SequenceNumber.encode() for r in records]),
+            pa.Array.from_buffers(_ARRIVAL_TYPE, count, [None, pa.py_buffer(micros)]),
+        ],
+        schema=ARROW_SCHEMA,
+    )
+
+
+def _column(arrow_type: Any, values: Sequence[bytes]) -> Any:
+    """A binary or string Arrow array of `values` (no nulls; UTF-8 for strings): the offsets
+    and the values, each one buffer."""
+    offsets = array("i", accumulate(map(len, values), initial=0))
+    return pa.Array.from_buffers(
+        arrow_type, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    )
+
+
+def _page_batch_with_nulls(
+    stream: str,
+    records: Sequence[WireRecord],
+    keys: Sequence[str | None],
+    arrivals: Sequence[float | None],
+) -> Any:
+    """`page_batch` for records missing a partition key or an arrival time (a scripted
+    Kinesis's): through `pyarrow.array`, which takes nulls."""
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([r.Data for r in records], pa.binary()),
+            pa.array([stream] * len(records), pa.string()),
+            pa.array(keys, pa.string()),
+            pa.array([r.SequenceNumber for r in records], pa.string()),
+            pa.array(
+                [None if t is None else round(t * 1_000_000) for t in arrivals], pa.int64()
+            ).cast(_ARRIVAL_TYPE),
+        ],
+        schema=ARROW_SCHEMA,
+    )
 
 
 def replay_range(
     api: KinesisApi, shard_id: str, start: ShardOffset, end: ShardOffset
-) -> Iterator[Row]:
-    """Exactly the records in (start, end] of a shard, in sequence order."""
+) -> Iterator[Any]:
+    """Exactly the records in (start, end] of a shard, in sequence order, as Arrow batches."""
     if range_is_empty(start, end):
         return
     cursor = ShardCursor(api, shard_id, start)
     while True:
         page = cursor.next_page(api.options.records_per_fetch)
-        for record in page.records:
-            if past_end(record["SequenceNumber"], end):
-                return
-            yield record_row(api.stream, record)
-            if at_end(record["SequenceNumber"], end):
-                return
+        records = page.records
+        keep, done = len(records), False
+        for index, record in enumerate(records):
+            if past_end(record.SequenceNumber, end):
+                keep, done = index, True
+                break
+            if at_end(record.SequenceNumber, end):
+                keep, done = index + 1, True
+                break
+        if keep:
+            yield page_batch(api.stream, records[:keep])
+        if done:
+            return
         if page.next_iterator is None or (page.caught_up and not page.records):
             # The tip, short of the range's end: the records were there when the batch was
             # planned, so they have been trimmed since.
@@ -934,16 +1060,17 @@ def replay_range(
             return
 
 
-def read_to_tip(api: KinesisApi, shard_id: str, start: ShardOffset) -> Iterator[Row]:
-    """Every record of a shard from `start` to its present tip (static reads)."""
+def read_to_tip(api: KinesisApi, shard_id: str, start: ShardOffset) -> Iterator[Any]:
+    """Every record of a shard from `start` to its present tip (static reads), as Arrow
+    batches."""
     if start.kind == "LATEST":
         return
     cursor = ShardCursor(api, shard_id, start)
     empty_pages = 0
     while True:
         page = cursor.next_page(api.options.records_per_fetch)
-        for record in page.records:
-            yield record_row(api.stream, record)
+        if page.records:
+            yield page_batch(api.stream, page.records)
         if page.next_iterator is None or (page.caught_up and not page.records):
             return
         empty_pages = 0 if page.records else empty_pages + 1
@@ -963,9 +1090,10 @@ class ShardRange(InputPartition):
     shard_id: str
     start: ShardOffset
     end: ShardOffset | None
-    # The range's records when the read-ahead that planned it still had them: the batch then
-    # reads no record twice. None: read them from the stream (a restarted query's replay).
-    rows: tuple[Row, ...] | None = None
+    # The range's records, as Arrow batches, when the read-ahead that planned it still had
+    # them: the batch then reads no record twice. None: read them from the stream (a restarted
+    # query's replay).
+    batches: tuple[Any, ...] | None = None
 
 
 class KinesisDataSource(DataSource):
@@ -995,17 +1123,20 @@ class _KinesisReaderBase:
         options: KinesisOptions,
         client_factory: Callable[[KinesisOptions], KinesisClient] = shared_client,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # Nothing here touches the network: Spark builds readers in every worker.
         self.options = options
         self._client_factory = client_factory
         self._sleep = sleep
+        self._monotonic = monotonic
         self._api: KinesisApi | None = None
 
     @property
     def api(self) -> KinesisApi:
         if self._api is None:
-            self._api = KinesisApi(self._client_factory(self.options), self.options, self._sleep)
+            client = self._client_factory(self.options)
+            self._api = KinesisApi(client, self.options, self._sleep, monotonic=self._monotonic)
         return self._api
 
     def release(self) -> None:
@@ -1027,15 +1158,14 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(options, client_factory, sleep)
+        super().__init__(options, client_factory, sleep, monotonic)
         self._clock = clock
-        self._monotonic = monotonic
-        self._fetched_at: dict[str, float] = {}  # shard -> when its last read-ahead ended
+        self._fetched_at: dict[str, float] = {}  # shard -> when its last GetRecords started
         self._initial: Offsets | None = None
         self._position: Offsets | None = None  # where the next batch starts
         self._iterators: dict[str, tuple[ShardOffset, str]] = {}  # resume without asking
-        # shard -> (start, end, rows) of the latest read-ahead, for the batch it plans.
-        self._read: dict[str, tuple[ShardOffset, ShardOffset, list[Row]]] = {}
+        # shard -> (start, end, Arrow batches) of the latest read-ahead, for the batch it plans.
+        self._read: dict[str, tuple[ShardOffset, ShardOffset, list[Any]]] = {}
         self._rotation = 0
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802
@@ -1071,7 +1201,7 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         active = readable_shards(offsets)
         counts = dict.fromkeys(active, 0)
         starts = {shard_id: offsets[shard_id] for shard_id in active}
-        read: dict[str, list[Row]] = {shard_id: [] for shard_id in active}
+        read: dict[str, list[Any]] = {shard_id: [] for shard_id in active}
         remaining = self.options.max_records_per_batch
         self._rotation += 1
         while active:
@@ -1084,7 +1214,7 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
             for shard_id, result in zip(jobs, results, strict=True):
                 offsets[shard_id] = result.offset
                 counts[shard_id] += result.records
-                read[shard_id].extend(result.rows)
+                read[shard_id].extend(result.batches)
                 if result.iterator is not None:
                     self._iterators[shard_id] = (result.offset, result.iterator)
                 for child in result.children:  # Kinesis names them before ListShards may
@@ -1112,13 +1242,17 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
     ) -> list[ReadAhead]:
         def one(job: tuple[str, ShardOffset, int, bool]) -> ReadAhead:
             shard_id, offset, budget, closed = job
-            self._pace(shard_id)
             cached = self._iterators.get(shard_id)
             iterator = cached[1] if cached and cached[0] == offset else None
+            last_call = self._fetched_at.get(shard_id)
             try:
-                return read_ahead(self.api, shard_id, offset, budget, closed, iterator)
-            finally:
-                self._fetched_at[shard_id] = self._monotonic()
+                result = read_ahead(self.api, shard_id, offset, budget, closed, iterator, last_call)
+            except BaseException:
+                self._fetched_at[shard_id] = self._monotonic()  # a call may have gone out
+                raise
+            if result.last_call is not None:
+                self._fetched_at[shard_id] = result.last_call
+            return result
 
         # Iterators are used once: whatever happens, the old ones are spent.
         for shard_id, *_ in jobs:
@@ -1127,16 +1261,6 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
             return [one(jobs[0])]
         with ThreadPoolExecutor(min(len(jobs), self.options.reader_threads)) as pool:
             return list(pool.map(one, jobs))
-
-    def _pace(self, shard_id: str) -> None:
-        """Wait until `fetch_interval_ms` has passed since the shard's last GetRecords (the
-        end of its last read-ahead, in this batch or an earlier one)."""
-        last = self._fetched_at.get(shard_id)
-        if last is None or not self.options.fetch_interval_ms:
-            return
-        wait = last + self.options.fetch_interval_ms / 1000 - self._monotonic()
-        if wait > 0:
-            self._sleep(wait)
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> Sequence[InputPartition]:
         start_offsets, end_offsets = offsets_from_json(start), offsets_from_json(end)
@@ -1148,20 +1272,18 @@ class KinesisStreamReader(_KinesisReaderBase, DataSourceStreamReader):
         for shard_range in plan_partitions(start_offsets, end_offsets):
             kept = read.get(shard_range.shard_id)
             if kept is not None and (kept[0], kept[1]) == (shard_range.start, shard_range.end):
-                shard_range = replace(shard_range, rows=tuple(kept[2]))
+                shard_range = replace(shard_range, batches=tuple(kept[2]))
             planned.append(shard_range)
         return planned
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        """The partition's records as Arrow batches (`arrow_batches`)."""
+        """The partition's records as Arrow batches (`page_batch`)."""
         assert isinstance(partition, ShardRange)
         assert partition.end is not None
-        if partition.rows is not None:
-            yield from arrow_batches(partition.rows)
+        if partition.batches is not None:
+            yield from partition.batches
             return
-        yield from arrow_batches(
-            replay_range(self.api, partition.shard_id, partition.start, partition.end)
-        )
+        yield from replay_range(self.api, partition.shard_id, partition.start, partition.end)
 
     def commit(self, end: dict[str, Any]) -> None:
         """Nothing to release: Spark's offset log is the checkpoint and Kinesis keeps records
@@ -1195,9 +1317,9 @@ class KinesisBatchReader(_KinesisReaderBase, DataSourceReader):
         return [ShardRange(shard_id, offsets[shard_id], None) for shard_id in sorted(offsets)]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        """The partition's records as Arrow batches (`arrow_batches`)."""
+        """The partition's records as Arrow batches (`page_batch`)."""
         assert isinstance(partition, ShardRange)
-        yield from arrow_batches(read_to_tip(self.api, partition.shard_id, partition.start))
+        yield from read_to_tip(self.api, partition.shard_id, partition.start)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -490,9 +490,10 @@ def test_the_source_renews_an_expired_iterator_and_retries_throttling_over_the_w
     page = cursor.next_page(100)
     assert tiny.operations() == ["GetRecords", "GetShardIterator", "GetRecords", "GetRecords"]
     assert len(sleeps) == 1  # the throttled call, retried once
-    assert [r["Data"] for r in page.records] == [BINARY]
-    assert page.records[0]["ApproximateArrivalTimestamp"] == datetime(
-        2026, 1, 1, 0, 0, 0, 500000, UTC
+    assert [r.Data for r in page.records] == [BINARY]
+    assert (
+        page.records[0].ApproximateArrivalTimestamp
+        == datetime(2026, 1, 1, 0, 0, 0, 500000, UTC).timestamp()
     )
     assert (page.next_iterator, page.caught_up) == ("next", True)
     assert cursor.offset == ShardOffset.trim_horizon().after(record["SequenceNumber"])

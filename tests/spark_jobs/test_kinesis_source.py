@@ -8,6 +8,7 @@ so the queries get endpoint, region and (moto's dummy) credentials as options.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
@@ -20,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,15 @@ from spark_jobs.common.kinesis_source import (
     ShardOffset,
     ShardRange,
     StartingPosition,
-    arrow_batches,
     backoff_delays_ms,
+    decode_page,
     discover_shards,
     initial_offsets,
     iterator_request,
     offsets_from_json,
     offsets_to_json,
+    page_batch,
+    page_from_answer,
     parse_options,
     parse_starting_position,
     plan_partitions,
@@ -537,7 +540,7 @@ def test_a_batch_reads_each_record_once_and_a_replanned_batch_replays_the_same_r
     assert read_ahead_calls >= 3  # two pages of s0, one or more of s1
 
     planned = reader.partitions(start, end)
-    assert [p.rows is not None for p in planned] == [True, True]  # type: ignore[attr-defined]
+    assert [p.batches is not None for p in planned] == [True, True]  # type: ignore[attr-defined]
     rows = [row[0].decode() for p in planned for row in read_rows(scripted_like(reader), p)]
     assert rows == ["a-1", "a-2", "a-3", "b-1", "b-2"]
     assert kinesis.get_records_calls == read_ahead_calls  # nothing read twice
@@ -545,7 +548,7 @@ def test_a_batch_reads_each_record_once_and_a_replanned_batch_replays_the_same_r
     # The same batch planned again (a restarted query re-runs its last batch): replayed from
     # the stream, the same rows.
     replanned = reader.partitions(start, end)
-    assert [p.rows for p in replanned] == [None, None]  # type: ignore[attr-defined]
+    assert [p.batches for p in replanned] == [None, None]  # type: ignore[attr-defined]
     assert read_batch_rows(reader, start, end) == rows
     assert kinesis.get_records_calls > read_ahead_calls
 
@@ -594,13 +597,15 @@ class FakeClock:
 class TimedKinesis(ScriptedKinesis):
     """Notes when each GetRecords came, on `clock`, and for which shard."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, takes_s: float = 0.0) -> None:
         super().__init__()
         self.clock = clock
+        self.takes_s = takes_s  # how long each GetRecords takes to answer
         self.calls: list[tuple[float, str]] = []
 
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803
         self.calls.append((round(self.clock.now, 6), ShardIterator.split("|")[0]))
+        self.clock.now += self.takes_s
         return super().get_records(ShardIterator=ShardIterator, Limit=Limit)
 
 
@@ -645,6 +650,36 @@ def test_a_shard_is_read_once_per_fetch_interval_across_batches_too() -> None:
     assert kinesis.calls[4:] == [(101.2, "s0"), (101.2, "s1")]
 
 
+def test_the_time_a_call_takes_counts_towards_the_fetch_interval() -> None:
+    """Calls start 200 ms apart, not 200 ms after the previous answer: a page that takes 80 ms
+    to come leaves 120 ms to wait."""
+    clock = FakeClock()
+    kinesis = TimedKinesis(clock, takes_s=0.08)
+    kinesis.add_shard("s0")
+    kinesis.put("s0", "a-1", "a-2", "a-3")
+    options = parse_options(
+        {
+            "kinesis.streamName": "trades",
+            "kinesis.startingPosition": "TRIM_HORIZON",
+            "kinesis.getRecords.fetchIntervalMs": "200",
+            "kinesis.getRecords.numberOfRecordsPerFetch": "1",
+        }
+    )
+    reader = KinesisStreamReader(
+        options,
+        lambda _: kinesis,  # type: ignore[arg-type,return-value]
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+    end = reader.latestOffset()
+    assert kinesis.calls == [(100.0, "s0"), (100.2, "s0"), (100.4, "s0")]
+    assert clock.sleeps == [0.12, 0.12]
+    assert read_batch_rows(reader, reader.initialOffset(), end) == ["a-1", "a-2", "a-3"]
+    clock.now = 100.5  # 100 ms after the last call started
+    reader.latestOffset()
+    assert kinesis.calls[3:] == [(100.6, "s0")]
+
+
 def test_expired_iterator_is_renewed_from_the_last_record_read() -> None:
     kinesis = ScriptedKinesis()
     kinesis.add_shard("s")
@@ -678,7 +713,7 @@ def test_replay_of_trimmed_records_is_data_loss(caplog: pytest.LogCaptureFixture
 
     def replay(**options: str) -> list[bytes]:
         api = KinesisApi(kinesis, parse_options({"kinesis.streamName": "trades", **options}))  # type: ignore[arg-type]
-        return [row[0] for row in replay_range(api, "s", TH, end)]
+        return [data for b in replay_range(api, "s", TH, end) for data in b.column(0).to_pylist()]
 
     with caplog.at_level(logging.WARNING):
         assert replay() == [b"a-1"]
@@ -1127,16 +1162,72 @@ def test_resharding_while_reading_loses_nothing_and_keeps_key_order(
     ]
 
 
-def test_rows_become_arrow_batches_of_the_record_schema() -> None:
-    arrival = datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
-    rows = [
-        (f"r{n}".encode(), "trades", f"k{n}" if n % 2 else None, str(100 + n), arrival)
+def kinesis_json(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """boto3-shaped records as Kinesis' JSON answer has them: base64 data, epoch seconds."""
+    encoded = []
+    for record in records:
+        item = {**record, "Data": base64.b64encode(record["Data"]).decode()}
+        if "ApproximateArrivalTimestamp" in record:
+            item["ApproximateArrivalTimestamp"] = record["ApproximateArrivalTimestamp"].timestamp()
+        item["EncryptionType"] = "NONE"  # keys the source does not read are skipped
+        encoded.append(item)
+    return {"Records": encoded, "NextShardIterator": "next", "MillisBehindLatest": 0}
+
+
+def test_a_page_becomes_an_arrow_batch_of_the_record_schema() -> None:
+    """Kinesis' JSON answer (base64 data, epoch-second arrival times with milliseconds) and
+    boto3's (bytes, aware datetimes) give the same batch, with the values boto3 gives; records
+    without an arrival time (a scripted Kinesis's) get a null."""
+    arrival = datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    records = [
+        {
+            "SequenceNumber": str(100 + n),
+            "Data": b"\x00\xff" if n == 3 else f"r{n}".encode(),  # binary data too
+            "PartitionKey": "clé" if n == 5 else f"k{n}",  # not only ASCII
+            "ApproximateArrivalTimestamp": arrival + timedelta(milliseconds=n),
+        }
         for n in range(25)
     ]
-    rows[3] = (b"\x00\xff", "trades", "k", "103", None)  # binary data, no arrival time
-    batches = list(arrow_batches(rows, size=10))
-    assert [b.num_rows for b in batches] == [10, 10, 5]
-    assert all(b.schema.equals(ARROW_SCHEMA) for b in batches)
-    back = [row for b in batches for row in zip(*(c.to_pylist() for c in b.columns), strict=True)]
-    assert back == rows
-    assert list(arrow_batches([])) == []
+    decoded = decode_page(json.dumps(kinesis_json(records)).encode())
+    assert decoded == page_from_answer({**kinesis_json(records), "Records": records})
+    batch = page_batch("trades", decoded.Records)
+    assert batch.schema.equals(ARROW_SCHEMA)
+    rows = list(zip(*(c.to_pylist() for c in batch.columns), strict=True))
+    assert rows == [
+        (
+            r["Data"],
+            "trades",
+            r["PartitionKey"],
+            r["SequenceNumber"],
+            r["ApproximateArrivalTimestamp"],
+        )
+        for r in records
+    ]
+    assert rows[3][0] == b"\x00\xff"
+    assert rows[5][2] == "clé"
+
+    del records[7]["ApproximateArrivalTimestamp"]
+    sparse = page_batch("trades", page_from_answer({"Records": records}).Records)
+    assert sparse.schema.equals(ARROW_SCHEMA)
+    assert sparse.column(4).to_pylist()[6:9] == [rows[6][4], None, rows[8][4]]
+    assert sparse.column(0).to_pylist() == [r[0] for r in rows]
+
+
+def test_a_page_batch_does_not_import_pandas() -> None:
+    """The read-ahead runs in a driver-side process Spark starts per query; pyarrow's
+    `pa.array` imports pandas there (~0.4 s a query), the buffers `page_batch` uses do not."""
+    script = (
+        "import sys; from spark_jobs.common.kinesis_source import page_batch, WireRecord; "
+        "page_batch('s', [WireRecord('1', b'x', 'k', 1.5)]); print('pandas' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_an_answer_that_is_not_a_page_is_a_retryable_failure() -> None:
+    with pytest.raises(ClientError) as caught:
+        decode_page(b'{"Records": [{"SequenceNumber": "1", "Data": "not base64!"}]}')
+    assert caught.value.response["Error"]["Code"] == "InternalFailure"
+    assert "not base64!" in caught.value.response["Error"]["Message"]
