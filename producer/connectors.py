@@ -92,6 +92,12 @@ class BaseConnector(ABC):
         }
         # canonical symbol -> this exchange's product (the tracker key of a trade)
         self._products = exchange.symbols.natives_by_symbol(exchange.name)
+        # canonical symbol -> the tracker of a configured product (`on_frame`'s one lookup)
+        self._tracker_of = {
+            symbol: self.trackers[product]
+            for symbol, product in self._products.items()
+            if product in self.trackers
+        }
         self._catch_up: set[str] = set()  # products to re-read from REST after a reconnect
         self._backfill_wanted = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -232,6 +238,13 @@ class BaseConnector(ABC):
             counters = self.counters
             counters.received += 1
             counters.last_trade = parsed
+            # Nearly every trade is its product's next id: `_admit`'s first case, inlined.
+            tracker = self._tracker_of.get(parsed.symbol)
+            if tracker is not None:
+                last = tracker.last
+                if last is not None and parsed.trade_id == last + 1:
+                    tracker.last = parsed.trade_id
+                    return parsed
             return parsed if self._admit(parsed, backfill=False) else None
         return self._handle(parsed)
 

@@ -34,9 +34,16 @@ def test_the_clock_formats_exactly_as_datetime_strftime(
 
 
 def test_the_clock_is_right_when_seconds_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The formatted second is cached: moving back and forth between seconds (threads, a clock
-    step) still gives each moment its own second."""
-    for nanos in (1_767_225_600_5 * 10**8, 1_767_225_601_000_000_000, 1_767_225_600_999_999_000):
+    """The formatted second and millisecond are cached: moving back and forth between them
+    (threads, a clock step) still gives each moment its own."""
+    for nanos in (
+        1_767_225_600_5 * 10**8,
+        1_767_225_601_000_000_000,
+        1_767_225_600_999_999_000,
+        1_767_225_600_999_000_000,  # the same millisecond, another microsecond
+        1_767_225_600_998_999_000,  # the millisecond before
+        1_767_225_601_999_000_000,  # the same millisecond of another second
+    ):
         monkeypatch.setattr(events.time, "time_ns", lambda nanos=nanos: nanos)
         seconds, rest = divmod(nanos, 1_000_000_000)
         moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
