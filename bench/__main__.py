@@ -52,7 +52,9 @@ def run_section(name: str, repeat: int, frames: list[market.Frame], quick: bool)
         from bench import jobs, producer
 
         records = producer.records(frames)[: job_trades(quick)]
-        jobs.run_jobs(section, records, WORKDIR / "jobs", min(repeat, 3), log=say)
+        backlog_trades = 20_000 if quick else jobs.BACKLOG_TRADES
+        backlog = producer.records(market.exchange_frames(market.trades(backlog_trades)))
+        jobs.run_jobs(section, records, WORKDIR / "jobs", min(repeat, 3), log=say, backlog=backlog)
     elif name == "latency":
         from bench import latency
 

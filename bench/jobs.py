@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,10 @@ FIGURE_KEYS = {
     "spread_calculator": "spread_job_events_per_s",
 }
 JOB_TRADES = 50_000  # every job runs 6 times on them: more makes `make bench` too long
+# A second, longer stream each job drains once: with the runs on JOB_TRADES, the two points of a
+# line whose slope is the job's rate once running (the per-start costs cancel out).
+BACKLOG_TRADES = 250_000
+BACKLOG_STREAM = "bench-backlog"
 SHARDS = 2  # as `make demo` provisions
 RECORDS_PER_BATCH = 100_000  # config/pipeline.yaml's stream.max_records_per_batch
 FILE_LINES = 25_000  # the file source's batches: RECORDS_PER_BATCH / FILE_LINES files each
@@ -93,18 +98,20 @@ class JobBench:
     def region(self) -> str:
         return self.aws.env()["AWS_REGION"]
 
-    def load_stream(self) -> float:
-        """Put every record on the stream (PutRecords, 500 a call); returns records/s."""
+    def load_stream(self, records: list[Record] | None = None, stream: str = STREAM) -> float:
+        """Put every record (default: the benchmark's) on `stream` (PutRecords, 500 a call);
+        returns records/s."""
+        records = self.records if records is None else records
         kinesis = boto3.client("kinesis", region_name=self.region)
-        ensure_stream(kinesis, STREAM, shards=SHARDS)
+        ensure_stream(kinesis, stream, shards=SHARDS)
         start = time.perf_counter()
-        for index in range(0, len(self.records), 500):
-            chunk = self.records[index : index + 500]
+        for index in range(0, len(records), 500):
+            chunk = records[index : index + 500]
             entries: Any = [{"Data": r.data, "PartitionKey": r.partition_key} for r in chunk]
-            response = kinesis.put_records(StreamName=STREAM, Records=entries)
+            response = kinesis.put_records(StreamName=stream, Records=entries)
             if response["FailedRecordCount"]:
                 raise RuntimeError(f"moto refused {response['FailedRecordCount']} records")
-        return len(self.records) / (time.perf_counter() - start)
+        return len(records) / (time.perf_counter() - start)
 
     def write_files(self) -> int:
         """The same records as JSON lines, `FILE_LINES` a file; returns the number of files."""
@@ -144,12 +151,16 @@ class JobBench:
             self.spark.sparkContext.setLogLevel("ERROR")
         return self.spark
 
-    def run(self, job: str, source_name: str) -> JobRun:
-        """One timed run of `job` over every record, from `source_name` (kinesis | files)."""
+    def run(
+        self, job: str, source_name: str, stream_name: str = STREAM, expected: int | None = None
+    ) -> JobRun:
+        """One timed run of `job` over every record, from `source_name` (kinesis | files); or
+        over the `expected` records of another stream."""
         tag = f"{job}-{source_name}-{uuid.uuid4().hex[:6]}"
         run_dir = self.workdir / "runs" / tag
+        expected = len(self.records) if expected is None else expected
         stream = {
-            "name": STREAM,
+            "name": stream_name,
             "starting_position": "TRIM_HORIZON",
             "max_records_per_batch": RECORDS_PER_BATCH,
         }
@@ -177,8 +188,8 @@ class JobBench:
                 query.stop()
         quality = next(name for name in progress if name.endswith("-quality"))
         rows = {name: sum(int(p.numInputRows) for p in items) for name, items in progress.items()}
-        if rows[quality] != len(self.records):
-            raise RuntimeError(f"{tag}: quality query read {rows[quality]} of {len(self.records)}")
+        if rows[quality] != expected:
+            raise RuntimeError(f"{tag}: quality query read {rows[quality]} of {expected}")
         durations = {
             name: {key: sum(int(p.durationMs.get(key, 0)) for p in items) for key in DURATION_KEYS}
             for name, items in progress.items()
@@ -187,6 +198,46 @@ class JobBench:
             name: sum(1 for p in items if p.numInputRows) for name, items in progress.items()
         }
         return JobRun(seconds, rows, durations, batches)
+
+
+def add_running_rates(
+    section: Section,
+    kinesis_s: dict[str, list[float]],
+    backlog_s: dict[str, float],
+    count: int,
+    backlog: int,
+) -> None:
+    """Each job's rate once running, and what it pays per start: the line through (`count`,
+    the median of its runs) and (`backlog`, its run over the backlog stream)."""
+    for job, long_s in backlog_s.items():
+        short_s = statistics.median(kinesis_s[job])
+        key = FIGURE_KEYS[job].removesuffix("_events_per_s")
+        if long_s <= short_s:
+            note = f"the backlog run ({long_s:.1f} s) was no longer than the short runs"
+            section.add(Figure(f"{key}_running_events_per_s", [], "events/s", "", note=note))
+            continue
+        rate = (backlog - count) / (long_s - short_s)
+        section.add(
+            Figure(
+                f"{key}_running_events_per_s",
+                [rate],
+                "events/s",
+                f"`{job}` from the stream once running: the {backlog - count:,} events more of "
+                f"a {backlog:,}-trade backlog (another stream, {backlog // RECORDS_PER_BATCH + 1} "
+                f"batches) over the time they added to a {count:,}-trade run (the median "
+                "above). The fixed costs of a run (query start, first read-ahead, planning) "
+                "cancel out.",
+            )
+        )
+        section.add(
+            Figure(
+                f"{key}_fixed_cost_s",
+                [max(0.0, short_s - count / rate)],
+                "s",
+                f"`{job}`: the time a run takes beyond its events at the running rate (the "
+                "line's intercept): query start, the source's process, planning.",
+            )
+        )
 
 
 def file_source(path: str, files_per_trigger: int) -> Source:
@@ -217,13 +268,18 @@ def run_jobs(
     repeat: int,
     jobs: tuple[str, ...] = JOBS,
     log: Callable[[str], None] = print,
+    backlog: list[Record] | None = None,
 ) -> None:
-    """Every job figure, the source ratio and the emulator floor, into `section`."""
+    """Every job figure, the source ratio and the emulator floor, into `section`; with a
+    `backlog` (more trades than `records`), each job's rate once running."""
     count = len(records)
     with JobBench(workdir, records) as stack:
         put_rate = stack.load_stream()
         files = stack.write_files()
         log(f"jobs: {count:,} trades on the stream ({put_rate:,.0f} records/s put), {files} files")
+        if backlog is not None:
+            stack.load_stream(backlog, BACKLOG_STREAM)
+            log(f"jobs: {len(backlog):,} trades on the backlog stream")
         reads = [stack.read_stream_once() for _ in range(repeat)]
         # Untimed: the session's first queries pay for class loading and JIT compilation, on
         # each source's own code path (the python source's first run took twice its next ones)
@@ -248,6 +304,18 @@ def run_jobs(
                             "input_rows": result.input_rows,
                             "durations_ms": result.durations_ms,
                         }
+        backlog_s: dict[str, float] = {}
+        if backlog is not None:
+            for job in jobs:
+                result = stack.run(job, "kinesis", BACKLOG_STREAM, len(backlog))
+                backlog_s[job] = result.seconds
+                log(f"jobs: {job} over the backlog ({len(backlog):,}): {result.seconds:.1f} s")
+                breakdown[f"{job}/kinesis backlog"] = {
+                    "seconds": round(result.seconds, 2),
+                    "batches": result.batches,
+                    "input_rows": result.input_rows,
+                    "durations_ms": result.durations_ms,
+                }
     batch_note = (
         f"{count:,} unified trades (the producer's records of the benchmark market) already on a "
         f"{SHARDS}-shard stream in the local Kinesis (moto server), read from TRIM_HORIZON with "
@@ -276,6 +344,8 @@ def run_jobs(
                 "batches), everything else the same.",
             )
         )
+    if backlog is not None:
+        add_running_rates(section, kinesis_s, backlog_s, count, len(backlog))
     all_kinesis = [sum(runs) for runs in zip(*kinesis_s.values(), strict=True)]
     all_files = [sum(runs) for runs in zip(*files_s.values(), strict=True)]
     section.add(
