@@ -61,8 +61,10 @@ class NormalizeRun:
         self, frames: list[market.Frame], settings: ProducerSettings, *, keep: bool = False
     ) -> None:
         counters = ProducerCounters()
-        self.records = 0
-        self.record_bytes = 0
+        # What came out, counted after the clock stops: the harness's own bookkeeping is one
+        # list append a trade.
+        self.made: list[Record] = []
+        self._keep_record = self.made.append
         self.kept: list[TradeEvent] | None = [] if keep else None
         self.connectors: dict[str, BaseConnector] = {
             "binance": BinanceConnector(settings, counters.exchange("binance")),
@@ -76,11 +78,17 @@ class NormalizeRun:
         self.counters = counters
 
     async def emit(self, event: TradeEvent) -> None:
-        record = to_record(event)  # what the publisher does with each event it dequeues
-        self.records += 1
-        self.record_bytes += len(record.data)
+        self._keep_record(to_record(event))  # what the publisher does with each event it dequeues
         if self.kept is not None:
             self.kept.append(event)
+
+    @property
+    def records(self) -> int:
+        return len(self.made)
+
+    @property
+    def record_bytes(self) -> int:
+        return sum(len(record.data) for record in self.made)
 
     async def _drive(self) -> float:
         emit = self.emit

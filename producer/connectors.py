@@ -82,6 +82,7 @@ class BaseConnector(ABC):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.exchange = exchange
+        self._parse = exchange.parse  # once per frame: bound once
         self.settings = settings
         self.counters = counters
         self.ws_url = ws_url.rstrip("/")
@@ -233,7 +234,7 @@ class BaseConnector(ABC):
         trade to emit, if there is one. (Not a coroutine: one await a trade, on the emit, is
         all the hot path pays for.)"""
         self._last_frame_at = self.clock()
-        parsed = self.exchange.parse(frame, utc_now_iso())  # `normalize`, inlined
+        parsed = self._parse(frame, utc_now_iso())  # `normalize`, inlined
         if type(parsed) is TradeEvent:  # most frames: `_handle`'s first case, inlined
             counters = self.counters
             counters.received += 1
