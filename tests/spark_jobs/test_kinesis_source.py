@@ -609,6 +609,24 @@ class TimedKinesis(ScriptedKinesis):
         return super().get_records(ShardIterator=ShardIterator, Limit=Limit)
 
 
+def paced_reader(kinesis: TimedKinesis, clock: FakeClock, **options: str) -> KinesisStreamReader:
+    """A reader of `kinesis` with the default 200 ms fetch interval, on `clock`."""
+    parsed = parse_options(
+        {
+            "kinesis.streamName": "trades",
+            "kinesis.startingPosition": "TRIM_HORIZON",
+            "kinesis.getRecords.fetchIntervalMs": "200",
+            **options,
+        }
+    )
+    return KinesisStreamReader(
+        parsed,
+        lambda _: kinesis,  # type: ignore[arg-type,return-value]
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+
+
 def test_a_shard_is_read_once_per_fetch_interval_across_batches_too() -> None:
     """A query that triggers as fast as it goes asks for offsets again at once: the read-ahead
     waits out the rest of each shard's interval instead of polling Kinesis beyond its 5 reads
@@ -619,20 +637,8 @@ def test_a_shard_is_read_once_per_fetch_interval_across_batches_too() -> None:
     kinesis.add_shard("s1")
     kinesis.put("s0", "a-1")
     kinesis.put("s1", "b-1")
-    options = parse_options(
-        {
-            "kinesis.streamName": "trades",
-            "kinesis.startingPosition": "TRIM_HORIZON",
-            "kinesis.getRecords.fetchIntervalMs": "200",
-            "kinesis.checkNewRecordThreads": "1",  # shard after shard: a deterministic order
-        }
-    )
-    reader = KinesisStreamReader(
-        options,
-        lambda _: kinesis,  # type: ignore[arg-type,return-value]
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    # shard after shard: a deterministic order
+    reader = paced_reader(kinesis, clock, **{"kinesis.checkNewRecordThreads": "1"})
     first = reader.latestOffset()
     assert kinesis.calls == [(100.0, "s0"), (100.0, "s1")]
     assert clock.sleeps == []
@@ -657,20 +663,7 @@ def test_the_time_a_call_takes_counts_towards_the_fetch_interval() -> None:
     kinesis = TimedKinesis(clock, takes_s=0.08)
     kinesis.add_shard("s0")
     kinesis.put("s0", "a-1", "a-2", "a-3")
-    options = parse_options(
-        {
-            "kinesis.streamName": "trades",
-            "kinesis.startingPosition": "TRIM_HORIZON",
-            "kinesis.getRecords.fetchIntervalMs": "200",
-            "kinesis.getRecords.numberOfRecordsPerFetch": "1",
-        }
-    )
-    reader = KinesisStreamReader(
-        options,
-        lambda _: kinesis,  # type: ignore[arg-type,return-value]
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    reader = paced_reader(kinesis, clock, **{"kinesis.getRecords.numberOfRecordsPerFetch": "1"})
     end = reader.latestOffset()
     assert kinesis.calls == [(100.0, "s0"), (100.2, "s0"), (100.4, "s0")]
     assert clock.sleeps == [0.12, 0.12]
