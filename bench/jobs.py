@@ -69,6 +69,15 @@ class JobRun:
     durations_ms: dict[str, dict[str, int]]  # per query: durationMs summed over its batches
     batches: dict[str, int]
 
+    def breakdown(self) -> dict[str, Any]:
+        """The run as results.json keeps it (RESULTS.md's "Where the jobs' time goes")."""
+        return {
+            "seconds": round(self.seconds, 2),
+            "batches": self.batches,
+            "input_rows": self.input_rows,
+            "durations_ms": self.durations_ms,
+        }
+
 
 class JobBench:
     """The stack of the job benchmarks: one moto server, one stream loaded once, one session."""
@@ -298,24 +307,14 @@ def run_jobs(
                     times[job].append(result.seconds)
                     log(f"jobs: {job} from {source_name} run {index + 1}: {result.seconds:.1f} s")
                     if index == repeat - 1:
-                        breakdown[f"{job}/{source_name}"] = {
-                            "seconds": round(result.seconds, 2),
-                            "batches": result.batches,
-                            "input_rows": result.input_rows,
-                            "durations_ms": result.durations_ms,
-                        }
+                        breakdown[f"{job}/{source_name}"] = result.breakdown()
         backlog_s: dict[str, float] = {}
         if backlog is not None:
             for job in jobs:
                 result = stack.run(job, "kinesis", BACKLOG_STREAM, len(backlog))
                 backlog_s[job] = result.seconds
                 log(f"jobs: {job} over the backlog ({len(backlog):,}): {result.seconds:.1f} s")
-                breakdown[f"{job}/kinesis backlog"] = {
-                    "seconds": round(result.seconds, 2),
-                    "batches": result.batches,
-                    "input_rows": result.input_rows,
-                    "durations_ms": result.durations_ms,
-                }
+                breakdown[f"{job}/kinesis backlog"] = result.breakdown()
     batch_note = (
         f"{count:,} unified trades (the producer's records of the benchmark market) already on a "
         f"{SHARDS}-shard stream in the local Kinesis (moto server), read from TRIM_HORIZON with "
