@@ -4,8 +4,8 @@ Why: botocore serializes every request and parses every answer by walking the se
 entry by entry. A PutRecords of 500 records spent over half its CPU there (bench/RESULTS.md,
 "Where the producer's time goes"), and a GetRecords page of thousands of records the same. Here a
 request body is one `orjson.dumps` of the base64-encoded entries and an answer one
-`orjson.loads`, with only the fields that are not JSON types converted (`Data` to bytes, the
-arrival time to a datetime).
+`orjson.loads`; a GetRecords answer is handed over as it came, for its caller to decode into
+what it needs (the Spark source: typed records, with msgspec).
 
 Only these two calls come here; everything else (ListShards, GetShardIterator,
 DescribeStreamSummary, DynamoDB, ...) stays on boto3. A `KinesisWire` is built from the boto3
@@ -37,7 +37,6 @@ import socket
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
@@ -183,22 +182,6 @@ def parse_answer(
     return answer
 
 
-def decode_records(answer: dict[str, Any]) -> dict[str, Any]:
-    """A GetRecords answer's records as boto3 gives them, in place: `Data` as bytes,
-    `ApproximateArrivalTimestamp` as an aware datetime.
-
-    The datetime is in UTC where botocore gives the same instant in the local zone (`tzlocal`):
-    they compare equal, and UTC is several times cheaper to build for every record."""
-    a2b = binascii.a2b_base64
-    from_epoch = datetime.fromtimestamp
-    for record in answer.get("Records") or ():
-        record["Data"] = a2b(record["Data"])
-        arrival = record.get("ApproximateArrivalTimestamp")
-        if arrival is not None:
-            record["ApproximateArrivalTimestamp"] = from_epoch(arrival, UTC)
-    return answer
-
-
 # ---------------------------------------------------------------------------------------------
 # I/O: signing and sending.
 # ---------------------------------------------------------------------------------------------
@@ -266,15 +249,10 @@ class KinesisWire:
         `ShardId` or `ErrorCode` and `ErrorMessage`."""
         return self.call("PutRecords", put_records_body(stream_name, records))
 
-    def get_records(self, iterator: str, limit: int) -> dict[str, Any]:
-        """GetRecords: `Records` (`Data` bytes, `SequenceNumber`, `PartitionKey`,
-        `ApproximateArrivalTimestamp` an aware datetime), `NextShardIterator`,
-        `MillisBehindLatest`, `ChildShards`, as boto3's answer has them."""
-        return decode_records(self.call("GetRecords", get_records_body(iterator, limit)))
-
     def get_records_raw(self, iterator: str, limit: int) -> bytes:
-        """GetRecords' answer as it came, JSON bytes, for a caller that decodes it its own way
-        (the Spark source decodes pages straight into typed records); errors as `call`'s."""
+        """GetRecords' answer as it came, JSON bytes (blobs base64, times epoch seconds), for the
+        caller to decode (the Spark source decodes pages straight into typed records with
+        msgspec: `kinesis_source.decode_page`); errors as `call`'s."""
         status, headers, body = self.send("GetRecords", get_records_body(iterator, limit))
         if not 200 <= status < 300:
             raise client_error("GetRecords", status, headers, body)

@@ -32,7 +32,6 @@ from producer.batching import Record
 from producer.kinesis_wire import (
     KinesisWire,
     client_error,
-    decode_records,
     error_code,
     parse_answer,
     put_records_body,
@@ -44,7 +43,10 @@ from spark_jobs.common.kinesis_source import (
     KinesisApi,
     ShardCursor,
     ShardOffset,
+    WirePage,
+    WireRecord,
     _is_retryable,
+    decode_page,
     parse_options,
 )
 from tests.producer.test_publisher import trades
@@ -133,31 +135,29 @@ def test_error_type_may_come_in_a_header_only() -> None:
     assert error.response["Error"]["Code"] == "ExpiredIteratorException"
 
 
-def test_answers_drop_top_level_nulls_and_decode_records() -> None:
-    answer = parse_answer(
-        "GetRecords",
-        200,
-        {"Content-Type": "application/x-amz-json-1.1"},
-        orjson.dumps(
-            {
-                "Records": [
-                    {
-                        "SequenceNumber": "1",
-                        "Data": base64.b64encode(BINARY).decode(),
-                        "PartitionKey": "k",
-                        "ApproximateArrivalTimestamp": 1767225600.123,
-                    }
-                ],
-                "NextShardIterator": None,
-                "MillisBehindLatest": 0,
-            }
-        ),
+def test_answers_drop_top_level_nulls_and_pages_decode_records() -> None:
+    body = orjson.dumps(
+        {
+            "Records": [
+                {
+                    "SequenceNumber": "1",
+                    "Data": base64.b64encode(BINARY).decode(),
+                    "PartitionKey": "k",
+                    "ApproximateArrivalTimestamp": 1767225600.123,
+                }
+            ],
+            "NextShardIterator": None,
+            "MillisBehindLatest": 0,
+        }
     )
+    answer = parse_answer("GetRecords", 200, {"Content-Type": "application/x-amz-json-1.1"}, body)
     assert "NextShardIterator" not in answer  # as botocore leaves it out
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
-    (record,) = decode_records(answer)["Records"]
-    assert record["Data"] == BINARY
-    assert record["ApproximateArrivalTimestamp"] == datetime(2026, 1, 1, 0, 0, 0, 123000, UTC)
+    (record,) = decode_page(body).Records
+    assert record.Data == BINARY
+    assert as_datetime(record.ApproximateArrivalTimestamp) == datetime(
+        2026, 1, 1, 0, 0, 0, 123000, UTC
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +176,37 @@ def without_metadata(answer: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in answer.items() if key != "ResponseMetadata"}
 
 
+def as_datetime(epoch_s: float | None) -> datetime:
+    """An arrival time as boto3 gives it (an aware datetime, microseconds)."""
+    assert epoch_s is not None
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def get_page(wire: KinesisWire, iterator: str, limit: int) -> WirePage:
+    """GetRecords over the wire, decoded as the Spark source decodes it."""
+    return decode_page(wire.get_records_raw(iterator, limit))
+
+
+def as_boto3(page: WirePage) -> dict[str, Any]:
+    """A decoded page in boto3's shape: arrival times as datetimes, absent fields left out."""
+    answer: dict[str, Any] = {
+        "Records": [
+            {
+                "SequenceNumber": r.SequenceNumber,
+                "ApproximateArrivalTimestamp": as_datetime(r.ApproximateArrivalTimestamp),
+                "Data": r.Data,
+                "PartitionKey": r.PartitionKey,
+            }
+            for r in page.Records
+        ]
+    }
+    if page.NextShardIterator is not None:
+        answer["NextShardIterator"] = page.NextShardIterator
+    if page.MillisBehindLatest is not None:
+        answer["MillisBehindLatest"] = page.MillisBehindLatest
+    return answer
+
+
 def test_round_trip_keeps_bytes_keys_and_order(kinesis: Any, stream_name: str) -> None:
     wire = wire_for(kinesis)
     records = [
@@ -188,25 +219,24 @@ def test_round_trip_keeps_bytes_keys_and_order(kinesis: Any, stream_name: str) -
     assert put["FailedRecordCount"] == 0
     assert len(put["Records"]) == len(records)
 
-    read: dict[str, list[dict[str, Any]]] = {}
+    read: dict[str, list[WireRecord]] = {}
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         shard_id = shard["ShardId"]
-        page = wire.get_records(shard_iterator(kinesis, stream_name, shard_id), 10_000)
-        read[shard_id] = page["Records"]
-        sequence_numbers = [int(r["SequenceNumber"]) for r in page["Records"]]
+        page = get_page(wire, shard_iterator(kinesis, stream_name, shard_id), 10_000)
+        read[shard_id] = page.Records
+        sequence_numbers = [int(r.SequenceNumber) for r in page.Records]
         assert sequence_numbers == sorted(sequence_numbers)
         assert len(set(sequence_numbers)) == len(sequence_numbers)
-        # The arrival time is the type boto3 gives, and the same instant.
-        if page["Records"]:
+        # The arrival time is the instant boto3 gives.
+        if page.Records:
             theirs = kinesis.get_records(
                 ShardIterator=shard_iterator(kinesis, stream_name, shard_id)
             )
-            ours, boto = page["Records"][0], theirs["Records"][0]
-            assert type(ours["ApproximateArrivalTimestamp"]) is type(
-                boto["ApproximateArrivalTimestamp"]
+            ours, boto = page.Records[0], theirs["Records"][0]
+            assert as_datetime(ours.ApproximateArrivalTimestamp).tzinfo is not None
+            assert (
+                as_datetime(ours.ApproximateArrivalTimestamp) == boto["ApproximateArrivalTimestamp"]
             )
-            assert ours["ApproximateArrivalTimestamp"].tzinfo is not None
-            assert ours["ApproximateArrivalTimestamp"] == boto["ApproximateArrivalTimestamp"]
 
     # Every record where PutRecords said it went, with its bytes and key, in put order per shard.
     by_sequence = {
@@ -214,14 +244,14 @@ def test_round_trip_keeps_bytes_keys_and_order(kinesis: Any, stream_name: str) -
         for r, record in zip(put["Records"], records, strict=True)
     }
     got = {
-        (shard_id, r["SequenceNumber"]): Record(r["Data"], r["PartitionKey"])
+        (shard_id, r.SequenceNumber): Record(r.Data, r.PartitionKey or "")
         for shard_id, rows in read.items()
         for r in rows
     }
     assert got == by_sequence
     for shard_id, rows in read.items():
         sent = [rec for (s, _), rec in by_sequence.items() if s == shard_id]
-        assert [Record(r["Data"], r["PartitionKey"]) for r in rows] == sent
+        assert [Record(r.Data, r.PartitionKey or "") for r in rows] == sent
 
 
 def test_a_page_is_exactly_what_boto3_returns(kinesis: Any, stream_name: str) -> None:
@@ -235,10 +265,9 @@ def test_a_page_is_exactly_what_boto3_returns(kinesis: Any, stream_name: str) ->
     iterator = shard_iterator(kinesis, stream_name, shard_id)
     for limit in (5, 10_000):  # a page behind the tip, and one that reaches it
         boto = kinesis.get_records(ShardIterator=iterator, Limit=limit)
-        ours = wire.get_records(iterator, limit)
+        ours = get_page(wire, iterator, limit)  # a non-2xx answer would raise
         assert boto["Records"]
-        assert without_metadata(ours) == without_metadata(boto)
-        assert ours["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert as_boto3(ours) == without_metadata(boto)
 
 
 def test_kinesis_errors_are_the_client_errors_boto3_raises(kinesis: Any) -> None:
@@ -444,7 +473,7 @@ def test_the_publisher_retries_failed_requests_until_they_succeed(
 def test_connection_refused_is_a_botocore_error_both_callers_retry() -> None:
     wire = wire_for(client_for(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(EndpointConnectionError) as raised:
-        wire.get_records("iterator", 10)
+        wire.get_records_raw("iterator", 10)
     assert isinstance(raised.value, BotoCoreError)
     assert retried_by(raised.value) == (True, True)
 
