@@ -8,11 +8,19 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.common import schemas
-from spark_jobs.detectors.volume_anomaly import SeriesState, VolumeAnomalyDetector
+from spark_jobs.detectors.volume_anomaly import (
+    SERIES_STATE,
+    SeriesState,
+    StoredSeries,
+    VolumeAnomalyDetector,
+    WindowTotals,
+    window_totals,
+)
 from tests.spark_jobs.builders import at, naive, trade, trades_df
 
 
@@ -97,6 +105,39 @@ def test_only_the_preceding_60_windows_are_the_baseline() -> None:
     assert score.baseline_windows == 60
     assert score.baseline_mean == pytest.approx(statistics.mean(range(9, 69)))
     assert len(state.history) == 60
+
+
+def test_window_totals_are_the_trades_sums_per_window() -> None:
+    # Three windows, trades out of order.
+    trades = [(61_000, 10.0, 2.0), (5_000, 11.0, 1.0), (62_500, 9.0, 4.0), (30_000, 12.0, 0.5)]
+    trades += [(125_000, 100.0, 0.25)]
+    rows = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([ms for ms, _, _ in trades], unit="ms", utc=True),
+            "price": [price for _, price, _ in trades],
+            "quantity": [quantity for _, _, quantity in trades],
+            "quote_volume": [price * quantity for _, price, quantity in trades],
+        }
+    )
+    got = window_totals(rows, 60_000)
+    assert {start: totals.as_tuple() for start, totals in got.items()} == {
+        0: pytest.approx((2, 1.5, 17.0, 17.0, 11.0, 12.0)),
+        60_000: pytest.approx((2, 6.0, 56.0, 56.0, 9.0, 10.0)),
+        120_000: pytest.approx((1, 0.25, 25.0, 25.0, 100.0, 100.0)),
+    }
+    assert window_totals(rows.iloc[:0], 60_000) == {}
+
+
+def test_a_series_state_survives_its_round_trip_through_the_state_schema() -> None:
+    stored = StoredSeries(SeriesState([1.0, 0.0, 2.5], 180_000), {})
+    stored.open[240_000] = WindowTotals(3, 1.5, 150.0, 150.0, 99.0, 101.0)
+    stored.open[180_000] = WindowTotals(1, 0.5, 50.0, 50.0, 100.0, 100.0)
+    dumped = stored.dump()
+    # What the state server is sent: the schema's internal form of the value.
+    internal = SERIES_STATE.toInternal(dumped)
+    assert StoredSeries.load(tuple(internal)) == stored
+    assert [window[0] for window in dumped[2]] == [180_000, 240_000]  # in time order
+    assert StoredSeries.load(None) == StoredSeries()
 
 
 def test_series_are_scored_separately(spark: SparkSession) -> None:
