@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,70 @@ def test_stream_path_equals_backtest_path(
     assert alert_ids(dynamodb, settings.alerts.dynamodb_table) == [
         "spread:BTC-USDT:2026-01-01T00:02:00Z"
     ]
+
+
+@pytest.mark.slow
+def test_a_stateful_job_routes_bad_records_to_the_dlq_and_counts_them_once(
+    spark: SparkSession, stack: tuple[JobSettings, Any, Any], aws_env: dict[str, str]
+) -> None:
+    settings, kinesis, dynamodb = stack
+    namespace = f"Test/Quality-{uuid.uuid4().hex[:8]}"
+    settings = settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"quality_namespace": namespace})}
+    )
+    trades: list[dict[str, Any] | str] = [
+        event(10, 1, price=100.0),
+        event(11, 2, price=102.0, exchange="coinbase"),  # a 2 % spread in the first window
+        event(12, 3, price=60_000.0, quantity=9.0, symbol="DOGE-USDT"),  # DLQ
+        "{not json",  # DLQ
+        {**event(13, 4), "price": -1.0},  # DLQ
+        event(200, 5, price=100.0),  # moves the watermark past the first window
+    ]
+    put(kinesis, settings.stream.name, trades)
+    run_until_drained(spark, settings, "spread_calculator")
+
+    # The quality query (DLQ, metrics) and the detect query, each on its own checkpoint.
+    checkpoint = Path(settings.checkpoint("spread_calculator"))
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["detect", "quality"]
+    assert alert_ids(dynamodb, settings.alerts.dynamodb_table) == [
+        "spread:BTC-USDT:2026-01-01T00:00:00Z"
+    ]
+    dlq = sorted(Path(settings.raw_zone, "dlq").glob("*/dt=*/*.jsonl"))
+    assert sorted(p.parent.parent.name for p in dlq) == [
+        "parse_json",
+        "validity_price_positive",
+        "validity_symbol_allowed",
+    ]
+    lines = [json.loads(line) for p in dlq for line in p.read_text().splitlines()]
+    assert sorted(line["raw"] for line in lines if line["reason"] == "parse_json") == ["{not json"]
+    assert {line["job"] for line in lines} == {"spread_calculator"}
+    cloudwatch = boto3.client("cloudwatch", region_name=aws_env["AWS_REGION"])
+    dims: list[Any] = [{"Name": "Job", "Value": "spread_calculator"}]
+
+    def total(name: str) -> float:
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=name,
+            Dimensions=dims,
+            StartTime=datetime.now(UTC) - timedelta(hours=1),
+            EndTime=datetime.now(UTC) + timedelta(hours=1),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return sum(p["Sum"] for p in points)
+
+    assert (total("RecordsProcessed"), total("RecordsPassed"), total("RecordsFailed")) == (
+        6.0,
+        3.0,
+        3.0,
+    )
+
+    # A restart with nothing new: no alert, DLQ line or count twice.
+    run_until_drained(spark, settings, "spread_calculator")
+    assert len(alert_ids(dynamodb, settings.alerts.dynamodb_table)) == 1
+    again = sorted(Path(settings.raw_zone, "dlq").glob("*/dt=*/*.jsonl"))
+    assert sum(len(p.read_text().splitlines()) for p in again) == 3
+    assert total("RecordsProcessed") == 6.0
 
 
 @pytest.mark.slow
