@@ -1,4 +1,5 @@
-"""Builders of tiny in-memory DataFrames for Spark unit tests, with sensible defaults."""
+"""Builders of tiny in-memory DataFrames for Spark unit tests, with sensible defaults, and a
+reader of what the tests sent to the local CloudWatch."""
 
 from __future__ import annotations
 
@@ -52,3 +53,26 @@ def trade(
 def trades_df(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
     names = [f.name for f in schemas.UNIFIED_TRADE.fields]
     return spark.createDataFrame([tuple(r[n] for n in names) for r in rows], schemas.UNIFIED_TRADE)
+
+
+def metric_sum(
+    cloudwatch: Any,
+    namespace: str,
+    name: str,
+    dims: list[Any],
+    around: datetime | None = None,
+    within: timedelta = timedelta(hours=1),
+) -> float | None:
+    """The sum of a CloudWatch metric's data points within `within` of `around` (default: now);
+    None when it has none."""
+    center = around or datetime.now(UTC)
+    points = cloudwatch.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=name,
+        Dimensions=dims,
+        StartTime=center - within,
+        EndTime=center + within,
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(p["Sum"] for p in points) if points else None

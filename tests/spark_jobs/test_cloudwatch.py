@@ -24,6 +24,7 @@ from spark_jobs.common.cloudwatch import (
 )
 from spark_jobs.common.quality import QualityMetrics
 from spark_jobs.common.settings import JobSettings
+from tests.spark_jobs.builders import metric_sum
 
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 METRICS = QualityMetrics.from_counts(processed=40, passed=30, late=4, failures_by_check={})
@@ -113,16 +114,7 @@ def test_streaming_data_leave_out_what_spark_has_not_measured() -> None:
 
 
 def statistic(cloudwatch: Any, namespace: str, name: str, dims: list[Any]) -> float | None:
-    points = cloudwatch.get_metric_statistics(
-        Namespace=namespace,
-        MetricName=name,
-        Dimensions=dims,
-        StartTime=NOW - timedelta(minutes=5),
-        EndTime=NOW + timedelta(minutes=5),
-        Period=60,
-        Statistics=["Sum"],
-    )["Datapoints"]
-    return sum(p["Sum"] for p in points) if points else None
+    return metric_sum(cloudwatch, namespace, name, dims, around=NOW, within=timedelta(minutes=5))
 
 
 def test_quality_metrics_reach_the_local_endpoint(
@@ -228,16 +220,7 @@ def test_the_listener_sends_each_progress_of_a_real_query(
     listed = cloudwatch.list_metrics(Namespace="CryptoPulse/Streaming", Dimensions=dims)
     names = {m["MetricName"] for m in listed["Metrics"]}
     assert {"BatchDuration", "InputRows"} <= names
-    points = cloudwatch.get_metric_statistics(
-        Namespace="CryptoPulse/Streaming",
-        MetricName="InputRows",
-        Dimensions=dims,
-        StartTime=datetime.now(UTC) - timedelta(hours=1),
-        EndTime=datetime.now(UTC) + timedelta(minutes=5),
-        Period=3600,
-        Statistics=["Sum"],
-    )["Datapoints"]
-    assert sum(p["Sum"] for p in points) == 5.0
+    assert metric_sum(cloudwatch, "CryptoPulse/Streaming", "InputRows", dims) == 5.0
 
 
 def test_rows_dropped_by_the_watermark_are_reported_as_late() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from spark_jobs.common.iceberg import load_catalog
 from spark_jobs.common.registry import load_registry
 from spark_jobs.common.runner import StreamingJob, run_backtest
 from spark_jobs.common.settings import JobSettings
-from tests.spark_jobs.builders import at
+from tests.spark_jobs.builders import at, metric_sum
 
 TABLES = ("raw_trades", "volume_aggregates", "anomalies", "whale_trades", "spreads", "alerts")
 
@@ -252,17 +251,8 @@ def test_a_stateful_job_routes_bad_records_to_the_dlq_and_counts_them_once(
     cloudwatch = boto3.client("cloudwatch", region_name=aws_env["AWS_REGION"])
     dims: list[Any] = [{"Name": "Job", "Value": "spread_calculator"}]
 
-    def total(name: str) -> float:
-        points = cloudwatch.get_metric_statistics(
-            Namespace=namespace,
-            MetricName=name,
-            Dimensions=dims,
-            StartTime=datetime.now(UTC) - timedelta(hours=1),
-            EndTime=datetime.now(UTC) + timedelta(hours=1),
-            Period=60,
-            Statistics=["Sum"],
-        )["Datapoints"]
-        return sum(p["Sum"] for p in points)
+    def total(name: str) -> float | None:
+        return metric_sum(cloudwatch, namespace, name, dims)
 
     assert (total("RecordsProcessed"), total("RecordsPassed"), total("RecordsFailed")) == (
         6.0,
