@@ -20,9 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.stateful_processor import (
@@ -43,6 +42,12 @@ from pyspark.sql.types import (
 
 from spark_jobs.common import schemas
 from spark_jobs.common.detector import BaseDetector, ModuleConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where it is used: Spark unpickles the processor in a Python process of the
+# driver at every query start (to learn its state's schema), which needs no pandas (~0.45 s).
 
 # What the detector emits per closed window: the aggregate plus its score.
 VOLUME_RECORD = StructType(
@@ -138,6 +143,8 @@ class SeriesState:
 
 
 def _epoch_ms(column: pd.Series) -> pd.Series:
+    import pandas as pd
+
     return pd.to_datetime(column, utc=True).astype("int64") // 1_000_000
 
 
@@ -150,6 +157,8 @@ def _record(
     score: Score,
     threshold: float,
 ) -> dict[str, Any]:
+    import pandas as pd
+
     return {
         "window_start": pd.Timestamp(start_ms, unit="ms", tz="UTC"),
         "window_end": pd.Timestamp(start_ms + window_ms, unit="ms", tz="UTC"),
@@ -171,12 +180,16 @@ def _record(
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(records, columns=[f.name for f in VOLUME_RECORD.fields])
 
 
 def window_totals(rows: pd.DataFrame, window_ms: int) -> dict[int, WindowTotals]:
     """Trades (`timestamp`, `price`, `quantity`, `quote_volume`) -> their windows' totals, by
     window start (ms). Vectorized: one grouping per batch, not a Python call per trade."""
+    import pandas as pd
+
     if rows.empty:
         return {}
     event_ms = _epoch_ms(rows["timestamp"])
