@@ -599,6 +599,11 @@ def _jobs_optimized_part() -> list[str]:
         "The window totals are one pandas grouping per batch instead of a Python call per "
         "trade. Same records: the streaming path still equals the static one, late rows "
         "included, and the state survives a restart (tests).",
+        "- **The volume detector's module imported pandas**, and at every query start Spark "
+        "unpickles the processor in a Python process of the driver, to learn its state's "
+        "schema: ~0.45 s of import for nothing. pandas is now imported where it is used; the "
+        "detect query's first planning took 1.45-1.83 s instead of 2.17-2.74 s (two runs "
+        "each, alternating).",
         "- **Tried and not kept: one read per batch for the stateful jobs.** Their detect query "
         "can carry the quality work too: the batch's invalid rows as a second branch of the "
         "plan (a union beside the detector's records) and the metrics observed in the "
