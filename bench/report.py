@@ -816,8 +816,9 @@ def _sustained(keys: list[str], r: dict[str, Any]) -> str:
     fast = [f"`{k.removesuffix('_events_per_s')}`" for k, v in running.items() if v and v >= 20_000]
     if not fast:
         return "no job reaches 20 000 events/s from the stream"
-    verb = " sustains" if len(fast) == 1 else " sustain"
-    return " and ".join(fast) + verb + " 20 000 events/s from the stream"
+    if len(fast) == 1:
+        return f"{fast[0]} sustains 20 000 events/s from the stream"
+    return f"{', '.join(fast[:-1])} and {fast[-1]} sustain 20 000 events/s from the stream"
 
 
 def _spread_of_runs(r: dict[str, Any], ratio_key: str, rate_key: str) -> list[str]:
