@@ -202,24 +202,20 @@ def window_totals(rows: pd.DataFrame, window_ms: int) -> dict[int, WindowTotals]
             "price_volume": price * quantity,
         }
     )
-    grouped = columns.groupby((event_ms - event_ms % window_ms).to_numpy(), sort=False)
-    sums = grouped[["quantity", "quote", "price_volume"]].sum()
-    low, high = grouped["price"].min(), grouped["price"].max()
-    count = grouped.size()
+    # One aggregation: one frame, its columns in `WindowTotals`' order.
+    totals = columns.groupby((event_ms - event_ms % window_ms).to_numpy(), sort=False).agg(
+        trade_count=("price", "size"),
+        total_volume=("quantity", "sum"),
+        total_quote_volume=("quote", "sum"),
+        price_volume=("price_volume", "sum"),
+        min_price=("price", "min"),
+        max_price=("price", "max"),
+    )
     return {
         int(start): WindowTotals(
             int(n), float(volume), float(quote), float(pv), float(lo), float(hi)
         )
-        for start, n, volume, quote, pv, lo, hi in zip(
-            sums.index.to_numpy(),
-            count.to_numpy(),
-            sums["quantity"].to_numpy(),
-            sums["quote"].to_numpy(),
-            sums["price_volume"].to_numpy(),
-            low.to_numpy(),
-            high.to_numpy(),
-            strict=True,
-        )
+        for start, n, volume, quote, pv, lo, hi in totals.itertuples(name=None)
     }
 
 
