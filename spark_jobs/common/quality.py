@@ -194,16 +194,21 @@ class DataQualityChecker:
             if check.gate:
                 gate_failed = gate_failed | ~check.passed()
 
+        none = F.array().cast(ArrayType(StringType(), containsNull=False))
+
         def names(severity: Severity) -> Column:
-            flagged = [F.when(flag, F.lit(c.name)) for c, flag in failed if c.severity == severity]
-            if not flagged:
-                return F.array().cast(ArrayType(StringType(), containsNull=False))
-            return F.array_compact(F.array(*flagged))
+            # Each failed check adds a one-name array. (Not `array_compact` of the names and
+            # nulls: it is a lambda function, which Spark evaluates row by row without generated
+            # code, and with it every check's expression: the checks cost 2-4x more.)
+            flagged = [
+                F.when(flag, F.array(F.lit(c.name))).otherwise(none)
+                for c, flag in failed
+                if c.severity == severity
+            ]
+            return F.concat(*flagged) if flagged else none
 
         errors = names("ERROR")
-        warnings = F.when(F.size(errors) == 0, names("WARN")).otherwise(
-            F.array().cast(ArrayType(StringType(), containsNull=False))
-        )
+        warnings = F.when(F.size(errors) == 0, names("WARN")).otherwise(none)
         return (
             df.withColumn(PROCESSED_AT, processed_at)
             .withColumn(FAILED_CHECKS, errors)

@@ -363,6 +363,20 @@ def test_checks_are_configuration_and_null_safe(
     ]
 
 
+def test_the_checks_run_as_generated_code(spark: SparkSession, checker: DataQualityChecker) -> None:
+    """Every record goes through the checks: the projection that makes `failed_checks` and
+    `warnings` must be compiled (inside a whole-stage codegen node, `*(n)` in the plan), not
+    evaluated expression by expression (which a lambda function such as `array_compact` forces
+    on the whole projection)."""
+    annotated = checker.annotate(batch(spark, trade(), "{"), now=NOW)
+    plan = annotated._jdf.queryExecution().executedPlan().toString()
+
+    producing = [line for line in plan.splitlines() if " AS failed_checks#" in line]
+    assert len(producing) == 1, plan
+    assert producing[0].lstrip("+- :").startswith("*("), producing[0][:200]
+    assert [r["failed_checks"] for r in annotated.collect()] == [[], ["parse_json"]]
+
+
 def test_check_names_must_be_unique(job_settings: JobSettings) -> None:
     with pytest.raises(ValueError, match="named twice"):
         DataQualityChecker(job_settings, JOB, [Check("a", "ERROR", "true")] * 2)
