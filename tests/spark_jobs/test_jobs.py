@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,10 @@ def test_whale_job_end_to_end_and_exactly_once_across_restarts(
     assert [p.name for p in Path(settings.checkpoint("whale_detector")).iterdir()] == ["quality"]
     detected = {r["alert_id"]: r["detected_at"] for r in table_rows(settings, "alerts")}
     assert {r["alert_id"]: r["detected_at"] for r in whales} == detected
+    # Detected at the micro-batch's time as Spark logged it (a replay of the batch gets it too).
+    offsets = Path(settings.checkpoint("whale_detector"), "quality", "offsets", "0")
+    logged = json.loads(offsets.read_text().splitlines()[1])["batchTimestampMs"]
+    assert set(detected.values()) == {datetime.fromtimestamp(logged / 1000, UTC)}
 
     # Restart on the same checkpoints with nothing new: nothing written twice.
     run_until_drained(spark, settings, "whale_detector")

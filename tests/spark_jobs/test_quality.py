@@ -377,6 +377,34 @@ def test_the_checks_run_as_generated_code(spark: SparkSession, checker: DataQual
     assert [r["failed_checks"] for r in annotated.collect()] == [[], ["parse_json"]]
 
 
+def test_a_failed_warn_gate_stops_the_checks_after_it(
+    spark: SparkSession, job_settings: JobSettings
+) -> None:
+    checks = [
+        Check("parse_json", "ERROR", "json_ok", gate=True),
+        Check("price_known", "WARN", "price IS NOT NULL", gate=True),
+        Check("price_above_100", "ERROR", "price > 100"),
+        Check("side_known", "WARN", lambda: F.col("side").isin("buy", "sell")),
+    ]
+    checker = DataQualityChecker(job_settings, JOB, checks)
+    frame = batch(
+        spark,
+        trade(price=150.0),
+        trade(price=None, side="sideways"),  # the WARN gate fails: nothing after it is checked
+        trade(price=50.0, side="sideways"),  # an ERROR: no warnings
+        trade(price=150.0, side="sideways"),
+    )
+
+    rows = checker.annotate(frame, now=NOW).select("failed_checks", "warnings").collect()
+
+    assert [(r["failed_checks"], r["warnings"]) for r in rows] == [
+        ([], []),
+        ([], ["price_known"]),
+        (["price_above_100"], []),
+        ([], ["side_known"]),
+    ]
+
+
 def test_check_names_must_be_unique(job_settings: JobSettings) -> None:
     with pytest.raises(ValueError, match="named twice"):
         DataQualityChecker(job_settings, JOB, [Check("a", "ERROR", "true")] * 2)
