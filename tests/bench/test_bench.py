@@ -65,3 +65,17 @@ def test_a_tiny_normalization_run_measures_the_producers_own_path(tmp_path: Path
     write(tmp_path, results)
     assert json.loads((tmp_path / "results.json").read_text())["runs"]
     assert (tmp_path / "RESULTS.md").read_text().startswith("# Benchmarks")
+
+
+def test_the_report_names_the_times_of_sections_measured_apart() -> None:
+    producer_section = stored(Section("producer"), 1, 0.0, 0.0)
+    jobs_section = stored(Section("jobs"), 1, 0.0, 0.0)
+    producer_section["measured_at"] = "2026-11-22T19:02:56Z"
+    jobs_section["measured_at"] = "2026-11-22T23:07:14Z"
+
+    apart = markdown(build({"producer": producer_section, "jobs": jobs_section}, {}, {}))
+    jobs_section["measured_at"] = producer_section["measured_at"]
+    together = markdown(build({"producer": producer_section, "jobs": jobs_section}, {}, {}))
+
+    assert "`producer` 2026-11-22T19:02:56Z, `jobs` 2026-11-22T23:07:14Z" in apart
+    assert "measured at different times" not in together
