@@ -850,7 +850,7 @@ def _why_jobs(keys: list[str], r: dict[str, Any]) -> list[str]:
         f"{rates}. A run is 50 000 events, one micro-batch, timed from `start()`: at 20 000 "
         "events/s that is 2.5 s, less than what a run costs beyond its events (the fixed cost, "
         "from the line through this run and the backlog run). That cost is per query start: "
-        "`start()` itself (the checks' expressions, the catalog), about 1 s until the source's "
+        "`start()` itself (the checks' expressions, the catalog), 0.7-1 s until the source's "
         "runner (a Python process Spark starts for each query) answers, the first read-ahead "
         "(the pages of the busiest shard, 200 ms apart as Kinesis requires), planning, and for "
         "the stateful jobs a second query doing the same, the volume job's "
@@ -867,7 +867,7 @@ def _why_jobs(keys: list[str], r: dict[str, Any]) -> list[str]:
         "model-walking serializer, the source reads over the lean JSON client "
         "(`producer/kinesis_wire.py`) and hands Spark Arrow batches, and the whale job (a "
         "stateless detector) reads each batch once: quality and detection in one query. The "
-        'third to sixth rounds: see "What was optimized in the jobs" above.',
+        'third to seventh rounds: see "What was optimized in the jobs" above.',
         "",
         "What would move it: one read and parse per batch for the stateful jobs, which "
         "Structured Streaming does not give a stateful plan with a second output (see the "
