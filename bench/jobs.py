@@ -11,6 +11,7 @@ are created before its clock starts.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import statistics
@@ -35,6 +36,7 @@ from spark_jobs.common.registry import load_registry
 from spark_jobs.common.runner import Source, StreamingJob
 from spark_jobs.common.session import build_session
 from spark_jobs.common.settings import JobSettings
+from spark_jobs.common.trades import parse_trades
 
 JOBS = ("whale_detector", "volume_anomaly", "spread_calculator")
 FIGURE_KEYS = {
@@ -122,6 +124,22 @@ class JobBench:
                 raise RuntimeError(f"moto refused {response['FailedRecordCount']} records")
         return len(records) / (time.perf_counter() - start)
 
+    def bytes_per_shard(self, stream: str = STREAM) -> list[int]:
+        """The records' data bytes on each shard of `stream`, busiest first, placed as Kinesis
+        places them (the MD5 of the partition key within each shard's hash key range)."""
+        kinesis = boto3.client("kinesis", region_name=self.region)
+        shards = kinesis.list_shards(StreamName=stream)["Shards"]
+        ranges = [
+            (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+            for s in shards
+        ]
+        sizes = [0] * len(ranges)
+        for record in self.records:
+            key = int.from_bytes(hashlib.md5(record.partition_key.encode()).digest(), "big")
+            shard = next(i for i, (low, high) in enumerate(ranges) if low <= key <= high)
+            sizes[shard] += len(record.data)
+        return sorted(sizes, reverse=True)
+
     def write_files(self) -> int:
         """The same records as JSON lines, `FILE_LINES` a file; returns the number of files."""
         self.files.mkdir(parents=True, exist_ok=True)
@@ -160,30 +178,58 @@ class JobBench:
             self.spark.sparkContext.setLogLevel("ERROR")
         return self.spark
 
+    def settings(self, tag: str, stream_name: str = STREAM) -> JobSettings:
+        """A run's settings: its own checkpoints, tables' warehouse and alerts table."""
+        stream = {
+            "name": stream_name,
+            "starting_position": "TRIM_HORIZON",
+            "max_records_per_batch": RECORDS_PER_BATCH,
+        }
+        return market.job_settings(
+            self.workdir / "runs" / tag, stream, f"bench-alerts-{tag}", catalog="crypto_pulse_bench"
+        )
+
+    def source(self, source_name: str) -> Source:
+        if source_name == "files":
+            return file_source(str(self.files), RECORDS_PER_BATCH // FILE_LINES)
+        return read_stream
+
+    def floor_run(self, source_name: str) -> float:
+        """The Spark floor: one streaming query over the same trades from the same source, with
+        the shipped configuration, doing nothing but the jobs' parse of each record
+        (`parse_trades`) into Spark's `noop` sink: no checks, no detector, no state, no writes.
+        Seconds from `start()` to the end of `processAllAvailable()`."""
+        tag = f"floor-{source_name}-{uuid.uuid4().hex[:6]}"
+        settings = self.settings(tag)
+        spark = self.session(settings)
+        parsed = parse_trades(self.source(source_name)(spark, settings))
+        checkpoint = str(self.workdir / "runs" / tag / "checkpoint")
+        start = time.perf_counter()
+        query = parsed.writeStream.format("noop").option("checkpointLocation", checkpoint).start()
+        try:
+            query.processAllAvailable()
+            seconds = time.perf_counter() - start
+            rows = sum(int(p.numInputRows) for p in query.recentProgress)
+        finally:
+            query.stop()
+        if rows != len(self.records):
+            raise RuntimeError(f"{tag}: read {rows} of {len(self.records)}")
+        return seconds
+
     def run(
         self, job: str, source_name: str, stream_name: str = STREAM, expected: int | None = None
     ) -> JobRun:
         """One timed run of `job` over every record, from `source_name` (kinesis | files); or
         over the `expected` records of another stream."""
         tag = f"{job}-{source_name}-{uuid.uuid4().hex[:6]}"
-        run_dir = self.workdir / "runs" / tag
         expected = len(self.records) if expected is None else expected
-        stream = {
-            "name": stream_name,
-            "starting_position": "TRIM_HORIZON",
-            "max_records_per_batch": RECORDS_PER_BATCH,
-        }
-        settings = market.job_settings(
-            run_dir, stream, f"bench-alerts-{tag}", catalog="crypto_pulse_bench"
-        )
+        settings = self.settings(tag, stream_name)
         spark = self.session(settings)
         ensure_alerts_table(
             boto3.client("dynamodb", region_name=self.region), f"bench-alerts-{tag}"
         )
         ensure_iceberg(settings)
-        source: Source = read_stream
-        if source_name == "files":
-            source = file_source(str(self.files), RECORDS_PER_BATCH // FILE_LINES)
+        source = self.source(source_name)
         streaming = StreamingJob(spark, settings, job, load_registry().by_job(job), source)
         start = time.perf_counter()
         queries = streaming.start()
@@ -207,6 +253,45 @@ class JobBench:
             name: sum(1 for p in items if p.numInputRows) for name, items in progress.items()
         }
         return JobRun(seconds, rows, durations, batches)
+
+
+def add_floor(
+    section: Section, floor_s: dict[str, list[float]], kinesis_s: dict[str, list[float]], count: int
+) -> None:
+    """The Spark floor's figures (`JobBench.floor_run`) and each job's time over it."""
+    floor_method = (
+        "a streaming query doing nothing but the jobs' parse of each record (`parse_trades`: "
+        "JSON, times) into Spark's `noop` sink, on local[2] with the shipped configuration "
+        "(no checks, detector, state or writes): the least any job costs over these trades from "
+        "this source. Events / seconds from `start()` to `processAllAvailable()`."
+    )
+    section.add(
+        Figure(
+            "spark_floor_events_per_s",
+            [count / s for s in floor_s["kinesis"]],
+            "events/s",
+            f"The same {count:,} trades from the stream (python source, as the jobs read it): "
+            + floor_method,
+        )
+    )
+    section.add(
+        Figure(
+            "spark_floor_file_source_events_per_s",
+            [count / s for s in floor_s["files"]],
+            "events/s",
+            "The same trades from the files of the file-source runs: " + floor_method,
+        )
+    )
+    for job, times in kinesis_s.items():
+        section.add(
+            Figure(
+                f"{FIGURE_KEYS[job].removesuffix('_events_per_s')}_vs_spark_floor_ratio",
+                ratios(times, floor_s["kinesis"]),
+                "x",
+                f"`{job}`'s time from the stream over the Spark floor's from the stream (the "
+                "repetitions paired in order).",
+            )
+        )
 
 
 def add_running_rates(
@@ -285,6 +370,7 @@ def run_jobs(
     with JobBench(workdir, records) as stack:
         put_rate = stack.load_stream()
         files = stack.write_files()
+        shard_bytes = stack.bytes_per_shard()
         log(f"jobs: {count:,} trades on the stream ({put_rate:,.0f} records/s put), {files} files")
         if backlog is not None:
             stack.load_stream(backlog, BACKLOG_STREAM)
@@ -297,6 +383,13 @@ def run_jobs(
         for job, source_name in ((j, s) for j in jobs for s in ("files", "kinesis")):
             warm = stack.run(job, source_name)
             log(f"jobs: warm-up ({job} from {source_name}) {warm.seconds:.1f} s")
+        floor_s: dict[str, list[float]] = {"kinesis": [], "files": []}
+        for index in range(repeat + 1):  # the first of each source untimed, as the jobs'
+            for source_name, floor_runs in floor_s.items():
+                seconds = stack.floor_run(source_name)
+                log(f"jobs: the Spark floor from {source_name} run {index}: {seconds:.1f} s")
+                if index:
+                    floor_runs.append(seconds)
         kinesis_s: dict[str, list[float]] = {job: [] for job in jobs}
         files_s: dict[str, list[float]] = {job: [] for job in jobs}
         breakdown: dict[str, Any] = {}
@@ -343,6 +436,7 @@ def run_jobs(
                 "batches), everything else the same.",
             )
         )
+    add_floor(section, floor_s, kinesis_s, count)
     if backlog is not None:
         add_running_rates(section, kinesis_s, backlog_s, count, len(backlog))
     all_kinesis = [sum(runs) for runs in zip(*kinesis_s.values(), strict=True)]
@@ -378,3 +472,5 @@ def run_jobs(
     )
     section.details["job_breakdown"] = breakdown
     section.details["moto_put_records_per_s"] = round(put_rate)
+    section.details["stream_bytes_per_shard"] = shard_bytes
+    section.details["job_trades"] = count

@@ -10,7 +10,7 @@ import pytest
 
 from bench import frames as market
 from bench import producer
-from bench.measure import Section
+from bench.measure import Figure, Section
 from bench.report import build, markdown, stored, write
 
 
@@ -79,3 +79,30 @@ def test_the_report_names_the_times_of_sections_measured_apart() -> None:
 
     assert "`producer` 2026-11-22T19:02:56Z, `jobs` 2026-11-22T23:07:14Z" in apart
     assert "measured at different times" not in together
+
+
+def test_the_jobs_account_sets_them_against_the_spark_floor_and_the_shards_read_limit() -> None:
+    section = Section("jobs")
+    for key, value in (
+        ("whale_job_events_per_s", 9_000.0),
+        ("volume_job_events_per_s", 4_000.0),
+        ("spread_job_events_per_s", 6_000.0),
+        ("spark_floor_events_per_s", 11_273.0),
+        ("spark_floor_file_source_events_per_s", 51_069.0),
+        ("whale_job_vs_spark_floor_ratio", 1.31),
+        ("volume_job_vs_spark_floor_ratio", 2.82),
+        ("spread_job_vs_spark_floor_ratio", 1.92),
+    ):
+        section.add(Figure(key, [value], "x" if key.endswith("ratio") else "events/s", "m"))
+    # 8.0 MiB on the busier shard, 4.0 MiB on the other: at 2 MiB/s a shard, 4 s and 3 s.
+    section.details["stream_bytes_per_shard"] = [8 * 1024 * 1024, 4 * 1024 * 1024]
+    section.details["job_trades"] = 50_000
+
+    text = markdown(build({"jobs": stored(section, 1, 0.0, 0.0)}, {}, {}))
+
+    assert "ran at 11,273 events/s, below the target: no job reading this stream" in text
+    assert "From the files the same query ran at 51,069 events/s" in text
+    assert "The jobs took 1.31× (`whale`), 2.82× (`volume`), 1.92× (`spread`)" in text
+    assert "These 50,000 trades are 12.6 MB, 8.4 MB of them on the busiest of the 2" in text
+    assert "takes at least 4.0 s to hand them to a single consumer: 12,500 events/s" in text
+    assert "(16,667 were the shards evenly loaded)" in text
