@@ -71,16 +71,21 @@ class NormalizeRun:
             "coinbase": CoinbaseConnector(settings, counters.exchange("coinbase")),
         }
         for connector in self.connectors.values():
-            connector._emit = self.emit  # what `run` wires to the service's queue
+            # What `run` wires to the service's queue (`offer` while it has room).
+            connector._emit, connector._offer = self.emit, self.offer
         self.pairs: list[tuple[OnFrame, bytes]] = [
             (self.connectors[f.exchange].on_frame, f.data) for f in frames
         ]
         self.counters = counters
 
-    async def emit(self, event: TradeEvent) -> None:
+    def offer(self, event: TradeEvent) -> bool:
         self._keep_record(to_record(event))  # what the publisher does with each event it dequeues
         if self.kept is not None:
             self.kept.append(event)
+        return True  # the queue always has room here
+
+    async def emit(self, event: TradeEvent) -> None:
+        self.offer(event)
 
     @property
     def records(self) -> int:
@@ -91,11 +96,11 @@ class NormalizeRun:
         return sum(len(record.data) for record in self.made)
 
     async def _drive(self) -> float:
-        emit = self.emit
+        emit, offer = self.emit, self.offer
         start = time.perf_counter()
         for on_frame, data in self.pairs:  # what `BaseConnector._read` does with each frame
             trade = on_frame(data)
-            if trade is not None:
+            if trade is not None and (offer is None or not offer(trade)):
                 await emit(trade)
         return time.perf_counter() - start
 

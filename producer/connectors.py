@@ -43,6 +43,9 @@ from producer.settings import ProducerSettings
 log = logging.getLogger(__name__)
 
 Emit = Callable[[TradeEvent], Awaitable[None]]
+# Hands a trade over if that needs no waiting (True), else leaves it to `Emit` (False): the live
+# path then pays no coroutine per trade while the queue has room.
+Offer = Callable[[TradeEvent], bool]
 
 # A close handshake the peer does not finish in this time is abandoned (the TCP close follows).
 CLOSE_TIMEOUT_S = 2.0
@@ -105,6 +108,7 @@ class BaseConnector(ABC):
         self._ws: ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
         self._emit: Emit | None = None
+        self._offer: Offer | None = None
         self._last_frame_at: float | None = None
         self._connections = 0
 
@@ -147,9 +151,12 @@ class BaseConnector(ABC):
 
     # -- the loops ------------------------------------------------------------------------------
 
-    async def run(self, emit: Emit) -> None:
-        """Until `shutdown`: keep a connection, emit every trade once, backfill every gap."""
+    async def run(self, emit: Emit, offer: Offer | None = None) -> None:
+        """Until `shutdown`: keep a connection, emit every trade once, backfill every gap.
+        `offer`, when given, takes each live trade it can without waiting; `emit` (which may
+        wait: backpressure) gets the rest, and the backfilled trades."""
         self._emit = emit
+        self._offer = offer
         timeout = aiohttp.ClientTimeout(total=self.settings.rest_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as http, asyncio.TaskGroup() as tasks:
             self._http = http
@@ -206,7 +213,7 @@ class BaseConnector(ABC):
     async def _read(self, ws: ClientConnection, opened_at: float) -> None:
         stale_after = self.settings.stale_after_s
         rotate_after = self.rotate_after_s()
-        emit = self._emit
+        emit, offer = self._emit, self._offer
         assert emit is not None
         while True:
             wait = stale_after
@@ -226,7 +233,7 @@ class BaseConnector(ABC):
                     raise _Reconnect(f"stale: no frame for {stale_after} s") from None
                 continue
             trade = self.on_frame(frame)
-            if trade is not None:
+            if trade is not None and (offer is None or not offer(trade)):
                 await emit(trade)
 
     def on_frame(self, frame: bytes | str) -> TradeEvent | None:

@@ -116,6 +116,16 @@ class ProducerService:
         await self.queue.put(event)  # blocks when full: backpressure, never a drop
         self.counters.enqueued += 1
 
+    def offer(self, event: TradeEvent) -> bool:
+        """`emit` without a coroutine when the queue has room (what `Queue.put` does then, to
+        the letter: it does not yield); False when full: the caller awaits `emit`."""
+        queue = self.queue
+        if queue.full():
+            return False
+        queue.put_nowait(event)
+        self.counters.enqueued += 1
+        return True
+
     async def run(self, stop: asyncio.Event) -> int:
         """Run until `stop` is set; returns the process exit code (0: everything accepted was
         published)."""
@@ -124,7 +134,9 @@ class ProducerService:
         self.started.set()
         log.info("producer started", extra={"health_port": self.health.port})
         publisher = asyncio.create_task(self.publisher.run(self.queue), name="publisher")
-        feeds = [asyncio.create_task(c.run(self.emit), name=c.name) for c in self.connectors]
+        feeds = [
+            asyncio.create_task(c.run(self.emit, self.offer), name=c.name) for c in self.connectors
+        ]
         stopped = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait(
             [stopped, publisher, *feeds], return_when=asyncio.FIRST_COMPLETED
