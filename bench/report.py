@@ -968,7 +968,8 @@ def _floor_account(keys: list[str], r: dict[str, Any]) -> list[str]:
 
 
 # Kinesis' read limit per shard, shared by every consumer of the shard without enhanced fan-out.
-SHARD_READ_BYTES_PER_S = 2 * 1024 * 1024
+MIB = 1024 * 1024
+SHARD_READ_BYTES_PER_S = 2 * MIB
 
 
 def _kinesis_read_limit(r: dict[str, Any]) -> list[str]:
@@ -980,9 +981,10 @@ def _kinesis_read_limit(r: dict[str, Any]) -> list[str]:
     busiest = shards[0] / SHARD_READ_BYTES_PER_S
     even = sum(shards) / len(shards) / SHARD_READ_BYTES_PER_S
     return [
-        "Real Kinesis sets a floor of its own: a shard serves 2 MB/s of reads, shared by every "
-        f"consumer. These {events:,} trades are {sum(shards) / 1e6:.1f} MB, "
-        f"{shards[0] / 1e6:.1f} MB of them on the busiest of the {len(shards)} shards "
+        "Real Kinesis sets a floor of its own: a shard serves 2 MB/s of reads (taken here as "
+        "2 MiB/s, the faster reading), shared by every consumer. These "
+        f"{events:,} trades are {sum(shards) / MIB:.1f} MiB, "
+        f"{shards[0] / MIB:.1f} MiB of them on the busiest of the {len(shards)} shards "
         "(partitioned by symbol), so the stream alone takes at least "
         f"{busiest:.1f} s to hand them to a single consumer: {fmt(events / busiest)} events/s "
         f"({fmt(events / even)} were the shards evenly loaded). On {len(shards)} shards the "

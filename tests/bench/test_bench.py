@@ -103,6 +103,6 @@ def test_the_jobs_account_sets_them_against_the_spark_floor_and_the_shards_read_
     assert "ran at 11,273 events/s, below the target: no job reading this stream" in text
     assert "From the files the same query ran at 51,069 events/s" in text
     assert "The jobs took 1.31× (`whale`), 2.82× (`volume`), 1.92× (`spread`)" in text
-    assert "These 50,000 trades are 12.6 MB, 8.4 MB of them on the busiest of the 2" in text
+    assert "These 50,000 trades are 12.0 MiB, 8.0 MiB of them on the busiest of the 2" in text
     assert "takes at least 4.0 s to hand them to a single consumer: 12,500 events/s" in text
     assert "(16,667 were the shards evenly loaded)" in text
