@@ -411,7 +411,11 @@ def _producer_part(results: dict[str, Any], section: dict[str, Any] | None) -> l
         "over the minimal normalizer of the same runs 1.21 before, 1.19 after. About 2%, at the "
         "edge of the noise. The ratio itself moves with the machine: seven runs interleaved in "
         "chunks of 5 000 frames (ours, then the floor, on the same frames) gave medians of 4.11 "
-        "and 3.91 in two sets a minute apart (before this change), each set within ±0.1.",
+        "and 3.91 in two sets a minute apart (before this change), each set within ±0.1. "
+        "Interleaving that finely is not kept for the figure: it narrows a run's spread but "
+        "raises the ratio, the three paths evicting each other's data from the caches (five "
+        "runs of each in the same minutes: 4.13 in chunks of 1 000 frames, 4.10 of 5 000, 3.84 "
+        "of 25 000, 3.65 in whole passes), and a producer normalizes alone.",
         "",
     ]
     before = BEFORE.get("figures") or {}
