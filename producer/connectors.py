@@ -435,11 +435,8 @@ class BinanceConnector(BaseConnector):
             rest_url=settings.binance_rest_url,
             **kw,
         )
-        # 20 % under the limit, 250 ms apart: the exchange counts messages as they reach it, and
-        # messages delayed on the way arrive closer together than they were sent. At 222 ms (10 %
-        # under) one message 110 ms late puts 6 in one second at the exchange, which closes the
-        # connection; at exactly 5/s even spacing alone would.
-        self._outbound = RateLimiter(0.8 * Binance.max_outbound_msgs_per_s, burst=1.0)
+        # 10 % under the limit: evenly spaced messages at exactly 5/s put 6 in a closed 1 s window.
+        self._outbound = RateLimiter(0.9 * Binance.max_outbound_msgs_per_s, burst=1.0)
         self._weight_used = 0
         self._weight_minute = -1
 
