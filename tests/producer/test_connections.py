@@ -74,13 +74,19 @@ def test_subscribe_messages_stay_under_five_per_second(
             )
             for i, n in enumerate(natives)
         ),
-        events=(SilentGap(start_s=0.0, duration_s=40.0),),
-        duration_s=60.0,
+        # Silent until the producer has subscribed to all 12 streams: a REST baseline per
+        # product, then 11 SUBSCRIBE messages 222 ms apart. A product with no trade yet has no
+        # baseline, so its trades before its subscription are not ours (`TradeIdTracker`); 4 s
+        # (40 simulated s) of silence was too short on a loaded machine.
+        events=(SilentGap(start_s=0.0, duration_s=80.0),),
+        duration_s=100.0,
     )
     monkeypatch.setattr(BinanceConnector, "url_streams_max", 1)  # 11 streams by message
     with SimulatorThread(scenario, speed=10.0) as sim:
         symbols = {f"C{i}-USDT": {"binance": n} for i, n in enumerate(natives)}
-        run = run_until_market_ends(sim, settings_for(sim, stream_name, symbols), kinesis)
+        # 8 s of silence is no stale connection here.
+        settings = settings_for(sim, stream_name, symbols, stale_after_s=30.0)
+        run = run_until_market_ends(sim, settings, kinesis)
         truth = sim.counters()["binance"]
         connections = sim.connections("binance")
     assert_complete(run)
