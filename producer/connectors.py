@@ -37,7 +37,7 @@ from producer.exchanges.base import (
 )
 from producer.gaps import TradeIdTracker
 from producer.metrics import ExchangeCounters
-from producer.pacing import Backoff, RateLimiter
+from producer.pacing import Backoff, RateLimiter, Spacing
 from producer.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -436,7 +436,8 @@ class BinanceConnector(BaseConnector):
             **kw,
         )
         # 10 % under the limit: evenly spaced messages at exactly 5/s put 6 in a closed 1 s window.
-        self._outbound = RateLimiter(0.9 * Binance.max_outbound_msgs_per_s, burst=1.0)
+        # Spaced from the moments they are sent, so a late one never crowds the next.
+        self._outbound = Spacing(1 / (0.9 * Binance.max_outbound_msgs_per_s))
         self._weight_used = 0
         self._weight_minute = -1
 
@@ -469,7 +470,8 @@ class BinanceConnector(BaseConnector):
 
     async def send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
         """Send a control message, paced under Binance's incoming-message limit."""
-        await asyncio.sleep(self._outbound.reserve())
+        await asyncio.sleep(self._outbound.wait())
+        self._outbound.mark()  # nothing is awaited between this and the write
         await ws.send(orjson.dumps(message).decode())
 
     async def fetch_range(self, product: str, low: int, high: int | None) -> None:

@@ -51,3 +51,30 @@ class RateLimiter:
         self._updated = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_s
+
+
+@dataclass
+class Spacing:
+    """At least `interval_s` between the moments things actually happen: `wait()` says how long
+    until the next may, `mark()` records that one happens now.
+
+    A token bucket books slots: a message sent late (the event loop busy when its sleep ended)
+    leaves the next ones on their booked slots, closer to it than the interval, and a receiver
+    that counts arrivals in any one-second window (Binance) can see one too many. Spacing from
+    the actual moments never crowds: n + 1 of them span at least n intervals."""
+
+    interval_s: float
+    clock: Callable[[], float] = time.monotonic
+    _last: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+
+    def wait(self) -> float:
+        if self._last is None:
+            return 0.0
+        return max(0.0, self._last + self.interval_s - self.clock())
+
+    def mark(self) -> None:
+        self._last = self.clock()

@@ -1,8 +1,9 @@
+import itertools
 import random
 
 import pytest
 
-from producer.pacing import Backoff, RateLimiter
+from producer.pacing import Backoff, RateLimiter, Spacing
 
 
 def test_backoff_grows_is_capped_jittered_and_resets() -> None:
@@ -36,3 +37,27 @@ def test_five_messages_a_second_never_more() -> None:
         sent_at.append(now[0])
     for i in range(len(sent_at) - 5):
         assert sent_at[i + 5] - sent_at[i] >= 1.0 - 1e-9
+
+
+def test_spacing_counts_from_when_things_happen_so_a_late_one_never_crowds_the_next() -> None:
+    now = [0.0]
+    spacing = Spacing(interval_s=0.25, clock=lambda: now[0])
+    sent_at = []
+    for late in (0.0, 0.15, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0):  # the event loop runs late at times
+        now[0] += spacing.wait() + late
+        spacing.mark()
+        sent_at.append(now[0])
+    assert sent_at[:3] == pytest.approx([0.0, 0.4, 0.65])
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
+    assert min(gaps) >= 0.25 - 1e-9
+    # A token bucket at the same rate would have let the third follow the late second at 0.5
+    # (its booked slot): 0.1 s after it.
+    limiter = RateLimiter(rate_per_s=4.0, clock=lambda: now[0])
+    now[0] = 100.0
+    booked = [limiter.reserve(), limiter.reserve(), limiter.reserve()]
+    assert booked == pytest.approx([0.0, 0.25, 0.5])
+
+
+def test_spacing_needs_a_positive_interval() -> None:
+    with pytest.raises(ValueError, match="interval_s"):
+        Spacing(interval_s=0)
