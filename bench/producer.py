@@ -100,7 +100,7 @@ class NormalizeRun:
         start = time.perf_counter()
         for on_frame, data in self.pairs:  # what `BaseConnector._read` does with each frame
             trade = on_frame(data)
-            if trade is not None and (offer is None or not offer(trade)):
+            if trade is not None and not offer(trade):
                 await emit(trade)
         return time.perf_counter() - start
 

@@ -151,10 +151,10 @@ class BaseConnector(ABC):
 
     # -- the loops ------------------------------------------------------------------------------
 
-    async def run(self, emit: Emit, offer: Offer | None = None) -> None:
+    async def run(self, emit: Emit, offer: Offer) -> None:
         """Until `shutdown`: keep a connection, emit every trade once, backfill every gap.
-        `offer`, when given, takes each live trade it can without waiting; `emit` (which may
-        wait: backpressure) gets the rest, and the backfilled trades."""
+        `offer` takes each live trade it can without waiting; `emit` (which may wait:
+        backpressure) gets the rest, and the backfilled trades."""
         self._emit = emit
         self._offer = offer
         timeout = aiohttp.ClientTimeout(total=self.settings.rest_timeout_s)
@@ -215,6 +215,7 @@ class BaseConnector(ABC):
         rotate_after = self.rotate_after_s()
         emit, offer = self._emit, self._offer
         assert emit is not None
+        assert offer is not None
         while True:
             wait = stale_after
             if rotate_after is not None:
@@ -233,7 +234,7 @@ class BaseConnector(ABC):
                     raise _Reconnect(f"stale: no frame for {stale_after} s") from None
                 continue
             trade = self.on_frame(frame)
-            if trade is not None and (offer is None or not offer(trade)):
+            if trade is not None and not offer(trade):
                 await emit(trade)
 
     def on_frame(self, frame: bytes | str) -> TradeEvent | None:
